@@ -1,0 +1,153 @@
+//! Loading a bundle: config.json → `oci_spec::runtime::Spec`, checked, with errors that name the
+//! field (`config.json: linux.namespaces[3].type: unknown variant ...`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::Spec;
+
+pub const CONFIG: &str = "config.json";
+
+/// A loaded bundle: its absolute directory, the spec, and the absolute rootfs path.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+}
+
+/// Parses a config from text; errors carry the JSON path of the offending field.
+pub fn parse_config(text: &str, origin: &str) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            anyhow::anyhow!("{origin}: {inner}")
+        } else {
+            anyhow::anyhow!("{origin}: {path}: {inner}")
+        }
+    })
+}
+
+/// Reads `<dir>/config.json` and checks what a runtime needs before it creates anything.
+pub fn load(dir: &Path) -> Result<Bundle> {
+    let dir = std::path::absolute(dir).with_context(|| format!("bundle: {}", dir.display()))?;
+    let config_path = dir.join(CONFIG);
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("{}", config_path.display()))?;
+    let spec = parse_config(&text, CONFIG)?;
+    let rootfs = validate(&spec, &dir)?;
+    Ok(Bundle { dir, spec, rootfs })
+}
+
+/// The checks a config must pass; returns the absolute rootfs path.
+pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
+    let root = spec
+        .root()
+        .as_ref()
+        .context("config.json: root: missing (the container needs a root filesystem)")?;
+    let rootfs = bundle_dir.join(root.path());
+    if !rootfs.is_dir() {
+        bail!(
+            "config.json: root.path: {}: no such directory",
+            rootfs.display()
+        );
+    }
+    let rootfs = rootfs
+        .canonicalize()
+        .with_context(|| format!("config.json: root.path: {}", rootfs.display()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json: process: missing")?;
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => bail!("config.json: process.args: must name at least the program to run"),
+    }
+    if !process.cwd().is_absolute() {
+        bail!(
+            "config.json: process.cwd: {}: must be an absolute path",
+            process.cwd().display()
+        );
+    }
+    if let Some(linux) = spec.linux() {
+        let mut seen = HashSet::new();
+        for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+            if !seen.insert(ns.typ()) {
+                bail!(
+                    "config.json: linux.namespaces[{i}].type: {} is listed twice",
+                    ns.typ()
+                );
+            }
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            bail!(
+                "config.json: mounts[{i}].destination: {}: must be an absolute path",
+                m.destination().display()
+            );
+        }
+    }
+    Ok(rootfs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_config_names_the_file() {
+        let err = parse_config("{\"ociVersion\": \"1.0", CONFIG).unwrap_err();
+        assert!(err.to_string().starts_with("config.json: "), "{err}");
+    }
+
+    #[test]
+    fn unknown_namespace_names_the_field() {
+        let text =
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#;
+        let err = parse_config(text, CONFIG).unwrap_err().to_string();
+        assert!(err.contains("linux.namespaces[1].type"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    fn spec_with(args: &[&str]) -> Spec {
+        let mut spec = Spec::default();
+        let mut p = spec.process().clone().unwrap();
+        p.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
+        spec.set_process(Some(p));
+        spec
+    }
+
+    #[test]
+    fn empty_args_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let err = validate(&spec_with(&[]), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("process.args"), "{err}");
+        assert!(validate(&spec_with(&["sh"]), dir.path()).is_ok());
+    }
+
+    #[test]
+    fn missing_rootfs_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = validate(&spec_with(&["sh"]), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("root.path") && err.contains("rootfs"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_namespace_rejected() {
+        let text = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},
+            "linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]}}"#;
+        let spec = parse_config(text, CONFIG).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let err = validate(&spec, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("linux.namespaces[1].type"), "{err}");
+    }
+}

@@ -1,0 +1,93 @@
+//! `hako delete`: kill if asked, remove the cgroup, run poststop hooks, remove the record.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::cgroups::Cgroup;
+use crate::cli::Global;
+use crate::container::{self, Container, Status};
+use crate::hooks::{self, Kind};
+
+pub fn run(g: &Global, id: &str, force: bool) -> Result<()> {
+    let c = match Container::load(&g.root, id) {
+        Ok(c) => c,
+        // runc: `delete --force` of a container that does not exist is not an error.
+        Err(_) if force && container::validate_id(id).is_ok() && !g.root.join(id).exists() => {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
+    match c.status() {
+        Status::Stopped | Status::Creating | Status::Created => {}
+        Status::Running | Status::Paused if force => {}
+        status => bail!("cannot delete container {id:?}: it is {status} (use --force to kill it)"),
+    }
+    destroy(&c, true);
+    Ok(())
+}
+
+/// Undoes everything `create` made, in reverse; errors are logged, not returned, so that one
+/// stuck resource does not keep the others alive.
+pub fn destroy(c: &Container, poststop: bool) {
+    let r = &c.record;
+    let cgroup = Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id).ok();
+    if let Some(cg) = &cgroup {
+        // A frozen cgroup's processes cannot die: thaw first.
+        if r.status == Status::Paused {
+            let _ = cg.freeze(false);
+        }
+    }
+    if container::process_alive(r.pid, r.pid_start_time) {
+        let _ = kill(Pid::from_raw(r.pid), Signal::SIGKILL);
+    }
+    // Without a pid namespace of its own, the container's other processes outlive its init.
+    if !r.own_pid_ns {
+        if let Some(cg) = &cgroup {
+            for pid in cg.pids().unwrap_or_default() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+    wait_gone(r.pid, r.pid_start_time);
+    if let Some(cg) = &cgroup {
+        if let Err(e) = remove_cgroup(cg) {
+            tracing::warn!("{e:#}");
+        }
+    }
+    if poststop {
+        if let Ok(spec) = c.spec() {
+            hooks::run_all_warn(&spec, Kind::Poststop, &r.state_json(Status::Stopped));
+        }
+    }
+    if let Err(e) = c.remove_dir() {
+        tracing::warn!("{e:#}");
+    }
+}
+
+/// Waits (up to 10 s) until the process is gone or a zombie.
+fn wait_gone(pid: i32, start: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while container::process_alive(pid, start) && Instant::now() < deadline {
+        // Our own child (after `run`) must be reaped to stop being counted.
+        let _ = nix::sys::wait::waitpid(
+            Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Removes the cgroup, retrying while the last processes leave it.
+fn remove_cgroup(cg: &Cgroup) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match cg.remove() {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}

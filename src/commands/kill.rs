@@ -1,0 +1,74 @@
+//! `hako kill [--all] ID [SIGNAL]`.
+
+use std::str::FromStr;
+
+use anyhow::{bail, Result};
+use nix::sys::signal::Signal;
+
+use crate::cgroups::Cgroup;
+use crate::cli::Global;
+use crate::container::{Container, Status};
+
+/// A signal by name (`KILL`, `SIGKILL`, any case) or number (`9`, and realtime ones).
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if n > 0 && n <= libc::SIGRTMAX() {
+            return Ok(n);
+        }
+        bail!("invalid signal {s:?}");
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    match Signal::from_str(&name) {
+        Ok(sig) => Ok(sig as i32),
+        Err(_) => bail!("invalid signal {s:?}"),
+    }
+}
+
+fn send(pid: i32, sig: i32) -> Result<()> {
+    // SAFETY: kill(2) with a plain pid and signal number.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        let e = std::io::Error::last_os_error();
+        bail!("kill {pid}: {e}");
+    }
+    Ok(())
+}
+
+pub fn run(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {
+    let sig = parse_signal(signal)?;
+    let c = Container::read(&g.root, id)?;
+    let status = c.status();
+    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
+        bail!("cannot kill container {id:?}: it is {status}");
+    }
+    let r = &c.record;
+    if all {
+        let cg = Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?;
+        for pid in cg.pids()? {
+            let _ = send(pid, sig);
+        }
+        return Ok(());
+    }
+    send(r.pid, sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_spellings() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("SIGKILL").unwrap(), 9);
+        assert_eq!(parse_signal("term").unwrap(), 15);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert_eq!(parse_signal("35").unwrap(), 35);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+}

@@ -1,0 +1,322 @@
+//! The container record at `<root>/<id>/`: state.json (written atomically), the exec fifo, a
+//! copy of the config the container was created from, and a lock so that two hako processes
+//! never change one container at once. The status is derived from the live process.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+pub const STATE_FILE: &str = "state.json";
+pub const EXEC_FIFO: &str = "exec.fifo";
+pub const CONFIG_COPY: &str = "config.json";
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        };
+        f.write_str(s)
+    }
+}
+
+/// What state.json holds: the runtime-spec state fields (as `hako state` prints them, in runc's
+/// shape) and what hako needs to find the container's resources again.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: HashMap<String, String>,
+    /// Start time of `pid` (clock ticks since boot, /proc/PID/stat field 22): tells a reused
+    /// pid from ours.
+    #[serde(default)]
+    pub pid_start_time: u64,
+    /// The container's cgroup, recorded before it is made.
+    #[serde(default)]
+    pub cgroup_path: PathBuf,
+    #[serde(default)]
+    pub systemd_cgroup: bool,
+    /// Whether the container has a pid namespace of its own (killing init then kills all).
+    #[serde(default)]
+    pub own_pid_ns: bool,
+}
+
+/// The public view printed by `hako state` and given to hooks.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    pub owner: &'a str,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: &'a HashMap<String, String>,
+}
+
+impl Record {
+    pub fn public(&self, status: Status) -> PublicState<'_> {
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.pid
+        };
+        PublicState {
+            oci_version: &self.oci_version,
+            id: &self.id,
+            pid,
+            status,
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            owner: &self.owner,
+            annotations: &self.annotations,
+        }
+    }
+
+    /// The state JSON for hooks and `hako state`, with the given status.
+    pub fn state_json(&self, status: Status) -> String {
+        serde_json::to_string(&self.public(status)).unwrap_or_default()
+    }
+}
+
+/// A container's directory under `--root`, with its lock held while this value lives.
+pub struct Container {
+    pub dir: PathBuf,
+    pub record: Record,
+    _lock: Option<Flock<File>>,
+}
+
+/// runc's rule: letters, digits and `_+-.`, but not `.` or `..`.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok_chars = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if id.is_empty() || id == "." || id == ".." || !ok_chars {
+        bail!("invalid container id {id:?}: use letters, digits and _+-. only (not '.', '..' or empty)");
+    }
+    Ok(())
+}
+
+fn lock_dir(dir: &Path) -> Result<Flock<File>> {
+    let f = File::open(dir).with_context(|| format!("{}", dir.display()))?;
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", dir.display()))
+}
+
+pub fn ensure_root(root: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("--root {}", root.display()))
+}
+
+impl Container {
+    /// Makes `<root>/<id>/` (0700) and locks it; fails if the id is taken.
+    pub fn reserve(root: &Path, record: Record) -> Result<Container> {
+        validate_id(&record.id)?;
+        ensure_root(root)?;
+        let dir = root.join(&record.id);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("container {:?} already exists", record.id)
+            }
+            Err(e) => return Err(e).with_context(|| format!("{}", dir.display())),
+        }
+        let lock = lock_dir(&dir)?;
+        let c = Container {
+            dir,
+            record,
+            _lock: Some(lock),
+        };
+        c.save()?;
+        Ok(c)
+    }
+
+    /// Opens an existing container, holding its lock.
+    pub fn load(root: &Path, id: &str) -> Result<Container> {
+        let mut c = Self::read(root, id)?;
+        c._lock = Some(lock_dir(&c.dir)?);
+        // Re-read under the lock: another hako may have changed it meanwhile.
+        c.record = read_record(&c.dir, id)?;
+        Ok(c)
+    }
+
+    /// Opens an existing container without locking (for state, list).
+    pub fn read(root: &Path, id: &str) -> Result<Container> {
+        validate_id(id)?;
+        let dir = root.join(id);
+        if !dir.is_dir() {
+            bail!("container {id:?} does not exist");
+        }
+        let record = read_record(&dir, id)?;
+        Ok(Container {
+            dir,
+            record,
+            _lock: None,
+        })
+    }
+
+    /// Writes state.json atomically (write to a temporary file, then rename).
+    pub fn save(&self) -> Result<()> {
+        let tmp = self.dir.join(".state.json.tmp");
+        let path = self.dir.join(STATE_FILE);
+        let data = serde_json::to_vec(&self.record)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("{}", tmp.display()))?;
+        f.write_all(&data)
+            .with_context(|| format!("{}", tmp.display()))?;
+        fs::rename(&tmp, &path).with_context(|| format!("{}", path.display()))
+    }
+
+    pub fn exec_fifo(&self) -> PathBuf {
+        self.dir.join(EXEC_FIFO)
+    }
+
+    pub fn config_copy(&self) -> PathBuf {
+        self.dir.join(CONFIG_COPY)
+    }
+
+    /// The spec the container was created from (hooks, namespaces, cgroup resources).
+    pub fn spec(&self) -> Result<oci_spec::runtime::Spec> {
+        let path = self.config_copy();
+        let text = fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+        crate::bundle::parse_config(&text, &path.display().to_string())
+    }
+
+    /// The status from the live process: a dead, zombie or reused pid means stopped.
+    pub fn status(&self) -> Status {
+        let r = &self.record;
+        if r.status == Status::Creating || r.status == Status::Stopped {
+            return r.status;
+        }
+        if !process_alive(r.pid, r.pid_start_time) {
+            return Status::Stopped;
+        }
+        if r.status == Status::Paused {
+            return Status::Paused;
+        }
+        if self.exec_fifo().exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+
+    /// Removes `<root>/<id>/` and everything in it.
+    pub fn remove_dir(&self) -> Result<()> {
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("remove {}", self.dir.display())),
+        }
+    }
+}
+
+fn read_record(dir: &Path, id: &str) -> Result<Record> {
+    let path = dir.join(STATE_FILE);
+    let data = fs::read(&path).with_context(|| format!("container {id:?}: {}", path.display()))?;
+    serde_json::from_slice(&data).with_context(|| format!("container {id:?}: {}", path.display()))
+}
+
+/// Start time (field 22 of /proc/PID/stat) and whether the process is a zombie.
+pub fn stat_of(pid: i32) -> Option<(u64, bool)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, *state == "Z" || *state == "X"))
+}
+
+pub fn process_alive(pid: i32, start_time: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match stat_of(pid) {
+        Some((start, zombie)) => start == start_time && !zombie,
+        None => false,
+    }
+}
+
+/// Ids of all containers under `root` (directories holding a state.json).
+pub fn list_ids(root: &Path) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(e).with_context(|| format!("--root {}", root.display())),
+    };
+    for entry in entries.flatten() {
+        if entry.path().join(STATE_FILE).is_file() {
+            if let Some(name) = entry.file_name().to_str() {
+                ids.push(name.to_string());
+            }
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for bad in ["", ".", "..", "../x", "a/b", "a b", "x\n"] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["a", "abc-1_2.3+4", "0123456789abcdef"] {
+            assert!(validate_id(good).is_ok(), "{good:?} rejected");
+        }
+    }
+
+    #[test]
+    fn own_process_alive_and_start_time_checked() {
+        let me = std::process::id() as i32;
+        let (start, zombie) = stat_of(me).unwrap();
+        assert!(!zombie);
+        assert!(process_alive(me, start));
+        assert!(!process_alive(me, start + 1));
+        assert!(!process_alive(0, 0));
+    }
+}

@@ -1,0 +1,244 @@
+//! The container's init, from clone(2) to execve(2): namespaces, rootfs, process environment,
+//! `created`, the wait on the exec fifo, then the user's program. Errors go to the parent over
+//! the sync channel.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::{fork, ForkResult, Gid, Uid};
+
+use super::sync::{Channel, Msg};
+use super::InitConfig;
+use crate::hooks::{self, Kind};
+use crate::linux::{capabilities, console, exec, fds, namespaces, rlimits, rootfs, sysctl, user};
+
+/// The init's entry point; never returns.
+pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
+    let err = match run(cfg, &chan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = chan.send(&Msg::Error {
+        msg: format!("{err:#}"),
+    });
+    // SAFETY: _exit ends this process without running the parent's atexit handlers or
+    // flushing its stdio buffers, which this copy of memory shares with the parent.
+    unsafe { libc::_exit(1) }
+}
+
+fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
+    // Until execve, /proc/self/exe of this process is the hako binary: keep it unreachable
+    // from the container (CVE-2019-5736).
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
+    // SAFETY: restoring the default disposition (Rust's runtime ignores SIGPIPE; an ignored
+    // signal would stay ignored across execve).
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
+
+    // Close what the caller left open, but stdio, the preserved fds and the handshake's own.
+    let mut keep: Vec<RawFd> = super::preserved(cfg.preserve_fds);
+    keep.extend([chan.raw_fd(), cfg.exec_fifo.as_raw_fd()]);
+    keep.extend(cfg.console_socket.as_ref().map(|s| s.as_raw_fd()));
+    keep.extend(cfg.joins.iter().map(|(fd, _)| fd.as_raw_fd()));
+    fds::close_all_except(&keep);
+
+    let spec = cfg.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json: process: missing")?;
+    let linux = spec.linux().as_ref();
+
+    chan.expect(Msg::Proceed)?;
+    for (fd, flag) in &cfg.joins {
+        setns(fd, *flag).with_context(|| format!("setns {flag:?}"))?;
+    }
+    if cfg.ns.unshare_user {
+        unshare(CloneFlags::CLONE_NEWUSER).context("unshare user namespace")?;
+        chan.send(&Msg::WriteIdMaps)?;
+        chan.expect(Msg::IdMapsWritten)?;
+    }
+    if cfg.ns.has_user_ns {
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .context("become root in the user namespace (gid 0 must be mapped)")?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .context("become root in the user namespace (uid 0 must be mapped)")?;
+    }
+    if !cfg.ns.unshare_flags.is_empty() {
+        unshare(cfg.ns.unshare_flags)
+            .with_context(|| format!("unshare {:?}", cfg.ns.unshare_flags))?;
+    }
+    let offsets = namespaces::time_offsets_text(linux)?;
+    if !offsets.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", offsets)
+            .context("config.json: linux.timeOffsets")?;
+    }
+    if cfg.ns.fork_after {
+        // SAFETY: single-threaded; the child only continues this function.
+        match unsafe { fork() }.context("fork into the pid namespace")? {
+            ForkResult::Parent { child } => {
+                chan.send(&Msg::Pid {
+                    pid: child.as_raw(),
+                })?;
+                // SAFETY: see main(): leave without running shared cleanup.
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Child => {}
+        }
+    }
+    if !cfg.no_new_keyring {
+        join_session_keyring();
+    }
+
+    chan.send(&Msg::NamespacesReady)?;
+    let state = match chan.recv()? {
+        Some(Msg::Go { state }) => state,
+        Some(Msg::Error { msg }) => bail!("{msg}"),
+        other => bail!("sync: expected Go, got {other:?}"),
+    };
+
+    let opts = rootfs::RootfsOptions {
+        rootfs: cfg.rootfs,
+        no_pivot: cfg.no_pivot,
+        in_userns: cfg.ns.has_user_ns,
+        has_cgroup_ns: linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|n| {
+                n.iter()
+                    .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
+            }),
+        cgroup_path: &cfg.cgroup_path,
+    };
+    let mounts = rootfs::plan_mounts(spec)?;
+    rootfs::prepare(spec, &mounts, &opts)?;
+    hooks::run_all(spec, Kind::CreateContainer, &state)?;
+    rootfs::enter(&opts)?;
+
+    // The terminal is opened inside the container's devpts.
+    if process.terminal().unwrap_or(false) {
+        let Some(sock) = &cfg.console_socket else {
+            bail!("config.json: process.terminal is true but no --console-socket was given");
+        };
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        let slave = console::setup(sock.as_raw_fd(), size)?;
+        console::bind_dev_console(&slave)?;
+    }
+    rootfs::finish(spec)?;
+
+    if let Some(h) = spec.hostname() {
+        if !cfg.ns.has_uts_ns {
+            bail!("config.json: hostname: needs a uts namespace of the container's own");
+        }
+        nix::unistd::sethostname(h).context("config.json: hostname")?;
+    }
+    if let Some(d) = spec.domainname() {
+        if !cfg.ns.has_uts_ns {
+            bail!("config.json: domainname: needs a uts namespace of the container's own");
+        }
+        set_domainname(d)?;
+    }
+    let has_ns = |name: &str| {
+        linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|list| list.iter().any(|n| n.typ().to_string() == name))
+    };
+    sysctl::apply(&sysctl::plan(
+        linux.and_then(|l| l.sysctl().as_ref()),
+        has_ns,
+    )?)?;
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .context("config.json: process.oomScoreAdj")?;
+    }
+    rlimits::apply(&rlimits::plan(
+        process.rlimits().as_deref().unwrap_or_default(),
+    )?)?;
+
+    // Environment and program, resolved in the container's root.
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    env.extend(cfg.extra_env.iter().cloned());
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
+    let cwd = process.cwd();
+    std::fs::create_dir_all(cwd)
+        .with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
+    nix::unistd::chdir(cwd)
+        .with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
+    let args = process.args().clone().unwrap_or_default();
+    let path = exec::find_program(&args[0], &env)?;
+    let program = exec::Program::new(&path, &args, &env)?;
+
+    // Identity and privileges: bounding set while still root, then user, then the other sets.
+    let caps = capabilities::plan(process.capabilities().as_ref(), &capabilities::supported())
+        .context("config.json: process.capabilities")?;
+    capabilities::apply_bounding(&caps)?;
+    user::keep_caps(true)?;
+    user::switch(process.user(), may_setgroups())?;
+    user::keep_caps(false)?;
+    capabilities::apply_sets(&caps)?;
+    user::set_umask(process.user());
+    if process.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
+    }
+
+    // Nothing of the caller's reaches the program but stdio and the preserved fds.
+    fds::cloexec_from(3 + cfg.preserve_fds);
+    let fifo = cfg.exec_fifo.as_raw_fd();
+    chan.send(&Msg::Created)?;
+    wait_for_start(fifo)?;
+    hooks::run_all(spec, Kind::StartContainer, &state)?;
+    Err(program.exec())
+}
+
+/// Blocks until `hako start` opens the fifo for reading.
+fn wait_for_start(fifo: RawFd) -> Result<()> {
+    let path = format!("/proc/self/fd/{fifo}");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(Path::new(&path))
+        .context("open the exec fifo (is /proc mounted in the container?)")?;
+    use std::io::Write;
+    (&f).write_all(b"0").context("write the exec fifo")?;
+    Ok(())
+}
+
+/// Whether setgroups(2) is allowed (not denied in this user namespace).
+fn may_setgroups() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true)
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, else "/".
+fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2] == uid.to_string())
+        .map(|f| f[5].to_string())
+        .unwrap_or_else(|| "/".to_string())
+}
+
+fn set_domainname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe `name` for the duration of the call.
+    let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("config.json: domainname");
+    }
+    Ok(())
+}
+
+/// A new session keyring, so containers do not share the caller's keys.
+fn join_session_keyring() {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a null name asks for an anonymous keyring; failure (ENOSYS, EPERM) is harmless.
+    unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0usize) };
+}

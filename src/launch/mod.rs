@@ -1,0 +1,168 @@
+//! Making the container's init: the parent side. clone(2) with the new namespaces (no re-exec
+//! of hako), then drive the handshake: cgroup, id maps, createRuntime hooks, `created`.
+
+pub mod init;
+pub mod sync;
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::linux::namespaces::{self, NamespacePlan};
+use sync::{Channel, Msg};
+
+/// Everything the init needs, prepared by the parent before clone (the init's copy of memory
+/// carries it across).
+pub struct InitConfig<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub ns: NamespacePlan,
+    /// Opened namespace files to join, in order.
+    pub joins: Vec<(OwnedFd, CloneFlags)>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// fds 3..3+preserve_fds pass into the container.
+    pub preserve_fds: u32,
+    /// Extra environment (LISTEN_FDS for socket activation).
+    pub extra_env: Vec<String>,
+    pub console_socket: Option<OwnedFd>,
+    /// O_PATH fd of `<root>/<id>/exec.fifo`.
+    pub exec_fifo: OwnedFd,
+    pub cgroup_path: PathBuf,
+    pub trace: bool,
+}
+
+/// What the parent does at the handshake's points.
+pub trait Handshake {
+    /// Right after clone, before the init does anything: put `pid` in the container's cgroup and
+    /// record it.
+    fn spawned(&mut self, pid: i32) -> Result<()>;
+    /// The init is in its namespaces (its final pid is known): run createRuntime hooks. Returns
+    /// the state JSON handed to the hooks the init runs itself.
+    fn namespaces_ready(&mut self, pid: i32) -> Result<String>;
+}
+
+/// clone(2) with `flags`, fork-like (the child runs on a copy of this stack).
+/// Returns the child's pid in the parent and 0 in the child.
+fn clone_process(flags: CloneFlags) -> Result<i32> {
+    let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: a null stack makes clone behave like fork(2): the child continues on a
+    // copy-on-write copy of this stack. hako is single-threaded here, so no lock is held by
+    // another thread across the call.
+    let rc = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()).context("clone the container's init");
+    }
+    Ok(rc as i32)
+}
+
+fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    for (file, maps, field) in [
+        ("uid_map", linux.uid_mappings(), "linux.uidMappings"),
+        ("gid_map", linux.gid_mappings(), "linux.gidMappings"),
+    ] {
+        let text = namespaces::id_map_text(maps.as_deref().unwrap_or_default());
+        if text.is_empty() {
+            continue;
+        }
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text)
+            .with_context(|| format!("config.json: {field}: write {path}"))?;
+    }
+    Ok(())
+}
+
+/// Kills what the handshake started (used on every error path).
+fn kill_and_reap(first: i32, last: i32) {
+    for pid in [last, first] {
+        if pid > 0 {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    let _ = waitpid(Pid::from_raw(first), None);
+}
+
+/// Spawns the init and drives it to `created`. Returns the container's pid (host view).
+pub fn spawn_init(cfg: &InitConfig, parent: &mut dyn Handshake) -> Result<i32> {
+    let (parent_end, init_end) = sync::pair()?;
+    let first = clone_process(cfg.ns.clone_flags)?;
+    if first == 0 {
+        drop(parent_end);
+        init::main(cfg, init_end);
+    }
+    drop(init_end);
+    let mut pid = first;
+    let result = drive(cfg, parent, &parent_end, first, &mut pid);
+    if result.is_err() {
+        kill_and_reap(first, pid);
+    }
+    result.map(|()| pid)
+}
+
+fn drive(
+    cfg: &InitConfig,
+    parent: &mut dyn Handshake,
+    chan: &Channel,
+    first: i32,
+    pid: &mut i32,
+) -> Result<()> {
+    parent.spawned(first)?;
+    if cfg.ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
+        write_id_maps(cfg.spec, first)?;
+    }
+    chan.send(&Msg::Proceed)?;
+    loop {
+        let msg = chan.recv()?;
+        match msg {
+            Some(Msg::WriteIdMaps) => {
+                write_id_maps(cfg.spec, first)?;
+                chan.send(&Msg::IdMapsWritten)?;
+            }
+            Some(Msg::Pid { pid: p }) => {
+                *pid = p;
+                // The intermediate process exits once it has forked the container's pid 1.
+                match waitpid(Pid::from_raw(first), None) {
+                    Ok(WaitStatus::Exited(_, 0)) => {}
+                    other => bail!("container init: intermediate process ended badly: {other:?}"),
+                }
+            }
+            Some(Msg::NamespacesReady) => {
+                let state = parent.namespaces_ready(*pid)?;
+                chan.send(&Msg::Go { state })?;
+            }
+            Some(Msg::Created) => return Ok(()),
+            Some(Msg::Error { msg }) => bail!("{msg}"),
+            Some(other) => bail!("container init: unexpected message {other:?}"),
+            None => {
+                let status = waitpid(Pid::from_raw(first), None);
+                bail!("container init exited before it was created ({status:?})");
+            }
+        }
+    }
+}
+
+/// The fds a container gets beyond stdio: 3 .. 3+n.
+pub fn preserved(n: u32) -> Vec<RawFd> {
+    (3..3 + n as RawFd).collect()
+}
+
+/// For `create`: the O_PATH fd the init reopens to block on the exec fifo.
+pub fn open_fifo_path(path: &Path) -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("{}", path.display()))?;
+    // SAFETY: fresh fd from open(2).
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}

@@ -1,0 +1,98 @@
+//! Capabilities: the five sets of `process.capabilities`, via the caps crate.
+
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::{Capabilities, LinuxCapabilities};
+
+/// The five sets as the caps crate spells them. Pure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CapsPlan {
+    pub bounding: CapsHashSet,
+    pub effective: CapsHashSet,
+    pub inheritable: CapsHashSet,
+    pub permitted: CapsHashSet,
+    pub ambient: CapsHashSet,
+}
+
+fn convert(set: &Option<Capabilities>, supported: &CapsHashSet) -> Result<CapsHashSet> {
+    let mut out = CapsHashSet::new();
+    for c in set.iter().flatten() {
+        let name = format!("CAP_{c}");
+        let cap =
+            Capability::from_str(&name).with_context(|| format!("unknown capability {name}"))?;
+        // A capability this kernel does not know is left out, as runc does.
+        if supported.contains(&cap) {
+            out.insert(cap);
+        }
+    }
+    Ok(out)
+}
+
+/// `process.capabilities` → sets; absent means the process gets none.
+pub fn plan(caps: Option<&LinuxCapabilities>, supported: &CapsHashSet) -> Result<CapsPlan> {
+    let Some(c) = caps else {
+        return Ok(CapsPlan::default());
+    };
+    Ok(CapsPlan {
+        bounding: convert(c.bounding(), supported)?,
+        effective: convert(c.effective(), supported)?,
+        inheritable: convert(c.inheritable(), supported)?,
+        permitted: convert(c.permitted(), supported)?,
+        ambient: convert(c.ambient(), supported)?,
+    })
+}
+
+pub fn supported() -> CapsHashSet {
+    caps::runtime::thread_all_supported()
+}
+
+/// Drops what is not in the bounding set (while we still have CAP_SETPCAP).
+pub fn apply_bounding(p: &CapsPlan) -> Result<()> {
+    for cap in supported() {
+        if !p.bounding.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap)
+                .with_context(|| format!("drop {cap} from the bounding set"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets effective, permitted, inheritable and ambient, after the switch of user.
+pub fn apply_sets(p: &CapsPlan) -> Result<()> {
+    // Each capset(2) must keep effective within permitted: narrow effective before permitted.
+    caps::set(None, CapSet::Inheritable, &p.inheritable).context("set inheritable capabilities")?;
+    caps::set(None, CapSet::Effective, &p.effective).context("set effective capabilities")?;
+    caps::set(None, CapSet::Permitted, &p.permitted).context("set permitted capabilities")?;
+    // Ambient capabilities must be permitted and inheritable; the kernel refuses others.
+    caps::clear(None, CapSet::Ambient).context("clear ambient capabilities")?;
+    for cap in &p.ambient {
+        caps::raise(None, CapSet::Ambient, *cap).with_context(|| format!("raise ambient {cap}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_caps_plan() {
+        let spec = oci_spec::runtime::Spec::default();
+        let c = spec.process().as_ref().unwrap().capabilities().as_ref();
+        let p = plan(c, &supported()).unwrap();
+        assert!(p.bounding.contains(&Capability::CAP_AUDIT_WRITE));
+        assert!(p.effective.contains(&Capability::CAP_KILL));
+        assert!(!p.effective.contains(&Capability::CAP_SYS_ADMIN));
+    }
+
+    #[test]
+    fn unsupported_caps_are_left_out() {
+        let text = r#"{"bounding":["CAP_SYS_ADMIN","CAP_CHOWN"]}"#;
+        let c: LinuxCapabilities = serde_json::from_str(text).unwrap();
+        let only_chown: CapsHashSet = [Capability::CAP_CHOWN].into_iter().collect();
+        let p = plan(Some(&c), &only_chown).unwrap();
+        assert_eq!(p.bounding, only_chown);
+    }
+}

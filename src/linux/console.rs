@@ -1,0 +1,79 @@
+//! Terminals: with `process.terminal`, the init opens a pty in the container's devpts, sends the
+//! master to `--console-socket` by SCM_RIGHTS (as runc does), and makes the slave its
+//! controlling terminal and stdio.
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
+use nix::mount::{mount, MsFlags};
+use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+/// Sends `fd` over the unix socket `socket` with `name` as the payload (runc's format).
+pub fn send_fd(socket: RawFd, name: &str, fd: RawFd) -> Result<()> {
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(name.as_bytes())];
+    sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None)
+        .context("send the pty master to the console socket")?;
+    Ok(())
+}
+
+/// Opens a pty, sends its master to `socket`, and makes the slave this process's controlling
+/// terminal and stdin/stdout/stderr. Returns the slave's path.
+pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<String> {
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .context("open /dev/ptmx")?;
+    grantpt(&master).context("grantpt")?;
+    unlockpt(&master).context("unlockpt")?;
+    let slave_path = ptsname_r(&master).context("ptsname")?;
+    let slave = nix::fcntl::open(
+        Path::new(&slave_path),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("open {slave_path}"))?;
+    // SAFETY: fresh fd from open(2).
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    send_fd(socket, "/dev/ptmx", master.as_raw_fd())?;
+    nix::unistd::setsid().context("setsid")?;
+    // SAFETY: TIOCSCTTY takes an int argument; slave is an open tty.
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("make the pty the controlling terminal");
+    }
+    for target in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), target).context("dup2 pty slave")?;
+    }
+    Ok(slave_path)
+}
+
+/// Binds the pty slave over /dev/console (after pivot_root).
+pub fn bind_dev_console(slave_path: &str) -> Result<()> {
+    let console = Path::new("/dev/console");
+    if !console.exists() {
+        std::fs::File::create(console).context("create /dev/console")?;
+    }
+    mount(
+        Some(slave_path),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .context("bind the pty over /dev/console")?;
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! /dev: the default devices and symlinks every container gets, and `linux.devices`, made with
+//! mknod(2) or, inside a user namespace where mknod is refused, bound from the host.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use oci_spec::runtime::{LinuxDeviceType, Spec};
+
+use super::mounts::{create_in_root, fd_path, open_in_root};
+
+/// A device node to create: path inside the container, kind, numbers, mode and owner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceNode {
+    pub path: PathBuf,
+    pub kind: SFlag,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The devices the runtime-spec says every Linux container has.
+pub fn default_nodes() -> Vec<DeviceNode> {
+    [
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(path, major, minor)| DeviceNode {
+        path: path.into(),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
+}
+
+/// The symlinks under /dev (link, target).
+pub const DEFAULT_LINKS: [(&str, &str); 5] = [
+    ("dev/fd", "/proc/self/fd"),
+    ("dev/stdin", "/proc/self/fd/0"),
+    ("dev/stdout", "/proc/self/fd/1"),
+    ("dev/stderr", "/proc/self/fd/2"),
+    ("dev/ptmx", "pts/ptmx"),
+];
+
+/// `linux.devices` as nodes; pure.
+pub fn configured_nodes(spec: &Spec) -> Result<Vec<DeviceNode>> {
+    let mut out = Vec::new();
+    let devices = spec.linux().as_ref().and_then(|l| l.devices().clone());
+    for (i, d) in devices.iter().flatten().enumerate() {
+        let field = format!("config.json: linux.devices[{i}]");
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+            LinuxDeviceType::B => SFlag::S_IFBLK,
+            LinuxDeviceType::P => SFlag::S_IFIFO,
+            LinuxDeviceType::A => bail!("{field}.type: 'a' is for cgroup rules, not a device node"),
+        };
+        if !d.path().is_absolute() {
+            bail!(
+                "{field}.path: {}: must be an absolute path",
+                d.path().display()
+            );
+        }
+        if d.major() < 0 || d.minor() < 0 {
+            bail!("{field}: major and minor must not be negative");
+        }
+        out.push(DeviceNode {
+            path: d.path().clone(),
+            kind,
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+fn rel(path: &Path) -> PathBuf {
+    super::mounts::relative(path)
+}
+
+fn make_node(root: &OwnedFd, node: &DeviceNode, in_userns: bool) -> Result<()> {
+    let rel = rel(&node.path);
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let dir = create_in_root(root, parent, false)?;
+    let name = rel.file_name().context("device path has no name")?;
+    let at = fd_path(&dir).join(name);
+    let _ = std::fs::remove_file(&at);
+    if in_userns && node.kind != SFlag::S_IFIFO {
+        // mknod is refused in a user namespace: bind the host's node instead.
+        std::fs::File::create(&at)?;
+        let file = open_in_root(root, &rel)?;
+        mount(
+            Some(&node.path),
+            &fd_path(&file),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("bind {} from the host", node.path.display()))?;
+        return Ok(());
+    }
+    mknod(
+        &at,
+        node.kind,
+        Mode::from_bits_truncate(node.mode),
+        makedev(node.major, node.minor),
+    )
+    .with_context(|| format!("mknod {}", node.path.display()))?;
+    // mknod applies the umask: set the mode exactly.
+    std::fs::set_permissions(&at, std::fs::Permissions::from_mode(node.mode))?;
+    nix::unistd::chown(&at, Some(node.uid.into()), Some(node.gid.into()))
+        .with_context(|| format!("chown {}", node.path.display()))?;
+    Ok(())
+}
+
+/// Default devices and links in the container's /dev.
+pub fn populate_default(root: &OwnedFd, in_userns: bool) -> Result<()> {
+    for node in default_nodes() {
+        make_node(root, &node, in_userns)
+            .with_context(|| format!("default device {}", node.path.display()))?;
+    }
+    let dev = create_in_root(root, Path::new("dev"), false)?;
+    for (link, target) in DEFAULT_LINKS {
+        let at = fd_path(&dev).join(Path::new(link).file_name().unwrap_or_default());
+        match std::os::unix::fs::symlink(target, &at) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("symlink /{link}")),
+        }
+    }
+    if Path::new("/proc/kcore").exists() {
+        let _ = std::os::unix::fs::symlink("/proc/kcore", fd_path(&dev).join("core"));
+    }
+    Ok(())
+}
+
+/// `linux.devices` in the container.
+pub fn create_configured(root: &OwnedFd, spec: &Spec, in_userns: bool) -> Result<()> {
+    for (i, node) in configured_nodes(spec)?.iter().enumerate() {
+        make_node(root, node, in_userns)
+            .with_context(|| format!("config.json: linux.devices[{i}]: {}", node.path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_devices_planned() {
+        let text = r#"{"ociVersion":"1.0.2","linux":{"devices":[
+            {"path":"/dev/fuse","type":"c","major":10,"minor":229,"fileMode":438,"uid":0,"gid":0},
+            {"path":"/dev/loop9","type":"b","major":7,"minor":9}]}}"#;
+        let spec = crate::bundle::parse_config(text, "config.json").unwrap();
+        let nodes = configured_nodes(&spec).unwrap();
+        assert_eq!(nodes[0].kind, SFlag::S_IFCHR);
+        assert_eq!(
+            (nodes[0].major, nodes[0].minor, nodes[0].mode),
+            (10, 229, 0o666)
+        );
+        assert_eq!(nodes[1].kind, SFlag::S_IFBLK);
+    }
+
+    #[test]
+    fn relative_device_path_rejected() {
+        let text = r#"{"ociVersion":"1.0.2","linux":{"devices":[{"path":"dev/x","type":"c","major":1,"minor":3}]}}"#;
+        let spec = crate::bundle::parse_config(text, "config.json").unwrap();
+        let err = configured_nodes(&spec).unwrap_err().to_string();
+        assert!(err.contains("linux.devices[0].path"), "{err}");
+    }
+}

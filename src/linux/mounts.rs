@@ -1,0 +1,483 @@
+//! Mounts: `mounts[]` entries turned into plans (flags, data, propagation, recursive
+//! attributes), then applied with every destination resolved inside the rootfs by
+//! openat2(RESOLVE_IN_ROOT), so a symlink in the rootfs never leads a mount out of it.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Mount;
+
+/// One `mounts[]` entry as mount(2) calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountPlan {
+    pub index: usize,
+    pub source: Option<PathBuf>,
+    pub destination: PathBuf,
+    pub fstype: String,
+    /// Flags for the first mount(2) call (for binds: MS_BIND and maybe MS_REC).
+    pub flags: MsFlags,
+    /// For binds: flags that need a remount to take effect (ro, nosuid, ...).
+    pub remount_flags: MsFlags,
+    pub data: String,
+    pub propagation: Vec<MsFlags>,
+    /// Recursive attributes (rro, rnosuid, ...) set and cleared with mount_setattr(2).
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub is_bind: bool,
+}
+
+impl MountPlan {
+    pub fn field(&self) -> String {
+        format!("config.json: mounts[{}]", self.index)
+    }
+}
+
+enum Opt {
+    Set(MsFlags),
+    Clear(MsFlags),
+    Propagation(MsFlags),
+    AttrSet(u64),
+    AttrClr(u64),
+    Ignore,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_ATIME: u64 = 0x70;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+
+fn option(name: &str) -> Option<Opt> {
+    use MsFlags as F;
+    use Opt::*;
+    Some(match name {
+        "defaults" => Ignore,
+        "ro" => Set(F::MS_RDONLY),
+        "rw" => Clear(F::MS_RDONLY),
+        "suid" => Clear(F::MS_NOSUID),
+        "nosuid" => Set(F::MS_NOSUID),
+        "dev" => Clear(F::MS_NODEV),
+        "nodev" => Set(F::MS_NODEV),
+        "exec" => Clear(F::MS_NOEXEC),
+        "noexec" => Set(F::MS_NOEXEC),
+        "sync" => Set(F::MS_SYNCHRONOUS),
+        "async" => Clear(F::MS_SYNCHRONOUS),
+        "dirsync" => Set(F::MS_DIRSYNC),
+        "remount" => Set(F::MS_REMOUNT),
+        "mand" => Set(F::MS_MANDLOCK),
+        "nomand" => Clear(F::MS_MANDLOCK),
+        "atime" => Clear(F::MS_NOATIME),
+        "noatime" => Set(F::MS_NOATIME),
+        "diratime" => Clear(F::MS_NODIRATIME),
+        "nodiratime" => Set(F::MS_NODIRATIME),
+        "relatime" => Set(F::MS_RELATIME),
+        "norelatime" => Clear(F::MS_RELATIME),
+        "strictatime" => Set(F::MS_STRICTATIME),
+        "nostrictatime" => Clear(F::MS_STRICTATIME),
+        "silent" => Set(F::MS_SILENT),
+        "loud" => Clear(F::MS_SILENT),
+        "bind" => Set(F::MS_BIND),
+        "rbind" => Set(F::MS_BIND | F::MS_REC),
+        "private" => Propagation(F::MS_PRIVATE),
+        "rprivate" => Propagation(F::MS_PRIVATE | F::MS_REC),
+        "shared" => Propagation(F::MS_SHARED),
+        "rshared" => Propagation(F::MS_SHARED | F::MS_REC),
+        "slave" => Propagation(F::MS_SLAVE),
+        "rslave" => Propagation(F::MS_SLAVE | F::MS_REC),
+        "unbindable" => Propagation(F::MS_UNBINDABLE),
+        "runbindable" => Propagation(F::MS_UNBINDABLE | F::MS_REC),
+        "rro" => AttrSet(MOUNT_ATTR_RDONLY),
+        "rrw" => AttrClr(MOUNT_ATTR_RDONLY),
+        "rnosuid" => AttrSet(MOUNT_ATTR_NOSUID),
+        "rsuid" => AttrClr(MOUNT_ATTR_NOSUID),
+        "rnodev" => AttrSet(MOUNT_ATTR_NODEV),
+        "rdev" => AttrClr(MOUNT_ATTR_NODEV),
+        "rnoexec" => AttrSet(MOUNT_ATTR_NOEXEC),
+        "rexec" => AttrClr(MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => AttrSet(MOUNT_ATTR_NODIRATIME),
+        "rdiratime" => AttrClr(MOUNT_ATTR_NODIRATIME),
+        "rnoatime" => AttrSet(MOUNT_ATTR_NOATIME),
+        "rstrictatime" => AttrSet(MOUNT_ATTR_STRICTATIME),
+        "rrelatime" | "ratime" | "rnorelatime" => AttrClr(MOUNT_ATTR_ATIME),
+        "rnosymfollow" => AttrSet(MOUNT_ATTR_NOSYMFOLLOW),
+        "rsymfollow" => AttrClr(MOUNT_ATTR_NOSYMFOLLOW),
+        // runc extensions and idmap options handled elsewhere or not applicable.
+        "tmpcopyup" | "idmap" | "ridmap" | "nosymfollow" | "symfollow" => Ignore,
+        _ => return None,
+    })
+}
+
+/// Turns one `mounts[]` entry into a plan. Pure.
+pub fn plan(index: usize, m: &Mount) -> Result<MountPlan> {
+    let fstype = m.typ().clone().unwrap_or_default();
+    let mut flags = MsFlags::empty();
+    let mut propagation = Vec::new();
+    let mut data = Vec::new();
+    let (mut attr_set, mut attr_clr) = (0, 0);
+    for o in m.options().iter().flatten() {
+        match option(o) {
+            Some(Opt::Set(f)) => flags |= f,
+            Some(Opt::Clear(f)) => flags -= f,
+            Some(Opt::Propagation(f)) => propagation.push(f),
+            Some(Opt::AttrSet(a)) => {
+                attr_set |= a;
+                attr_clr &= !a;
+                if a & MOUNT_ATTR_ATIME != 0 {
+                    attr_clr |= MOUNT_ATTR_ATIME;
+                }
+            }
+            Some(Opt::AttrClr(a)) => {
+                attr_clr |= a;
+                attr_set &= !a;
+            }
+            Some(Opt::Ignore) => {}
+            None => data.push(o.as_str()),
+        }
+    }
+    let is_bind = fstype == "bind" || flags.contains(MsFlags::MS_BIND);
+    if is_bind {
+        flags |= MsFlags::MS_BIND;
+    }
+    let (flags, remount_flags) = if is_bind {
+        let first = flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
+        (first, flags - first)
+    } else {
+        (flags, MsFlags::empty())
+    };
+    let source = m.source().clone();
+    if is_bind && source.is_none() {
+        bail!("config.json: mounts[{index}].source: a bind mount needs a source");
+    }
+    Ok(MountPlan {
+        index,
+        source,
+        destination: m.destination().clone(),
+        fstype,
+        flags,
+        remount_flags,
+        data: data.join(","),
+        propagation,
+        attr_set,
+        attr_clr,
+        is_bind,
+    })
+}
+
+/// The destination relative to the rootfs, with `..` kept for openat2 to clamp.
+pub fn relative(dest: &Path) -> PathBuf {
+    dest.components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::CurDir))
+        .collect()
+}
+
+fn openat2_in_root(root: RawFd, rel: &Path, flags: i32) -> nix::Result<OwnedFd> {
+    let path = CString::new(rel.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: open_how is a plain C struct; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: path and how are valid for the call; the kernel returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Opens `rel` inside `root` (O_PATH), never leaving it; symlinks resolve as if `root` were /.
+pub fn open_in_root(root: &OwnedFd, rel: &Path) -> nix::Result<OwnedFd> {
+    if rel.as_os_str().is_empty() {
+        return openat2_in_root(root.as_raw_fd(), Path::new("."), libc::O_PATH);
+    }
+    openat2_in_root(root.as_raw_fd(), rel, libc::O_PATH)
+}
+
+/// Opens `rel` inside `root`, first creating missing directories (and the last component as an
+/// empty file when `file` is true).
+pub fn create_in_root(root: &OwnedFd, rel: &Path, file: bool) -> Result<OwnedFd> {
+    match open_in_root(root, rel) {
+        Ok(fd) => return Ok(fd),
+        Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut parent = open_in_root(root, Path::new(""))?;
+    let comps: Vec<_> = rel.components().collect();
+    let mut so_far = PathBuf::new();
+    for (i, c) in comps.iter().enumerate() {
+        so_far.push(c);
+        match open_in_root(root, &so_far) {
+            Ok(fd) => {
+                parent = fd;
+                continue;
+            }
+            Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let last = i + 1 == comps.len();
+        let name = c.as_os_str();
+        // The parent fd is O_PATH: create through its /proc/self/fd path.
+        let at = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(name);
+        if last && file {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&at)
+                .map(drop)
+        } else {
+            std::fs::create_dir(&at)
+        }
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        parent = open_in_root(root, &so_far)?;
+    }
+    Ok(parent)
+}
+
+pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn none() -> Option<&'static str> {
+    None
+}
+
+/// Applies one planned mount under the rootfs (before pivot_root).
+pub fn apply(root: &OwnedFd, m: &MountPlan, in_userns: bool) -> Result<()> {
+    let field = m.field();
+    let rel = relative(&m.destination);
+    let src_is_file = m.is_bind
+        && m.source
+            .as_ref()
+            .map(|s| s.metadata().map(|md| !md.is_dir()).unwrap_or(false))
+            .unwrap_or(false);
+    if m.is_bind {
+        let src = m.source.as_ref().expect("bind has a source");
+        if !src.exists() {
+            bail!(
+                "{field}.source: {}: No such file or directory",
+                src.display()
+            );
+        }
+    }
+    let dest = create_in_root(root, &rel, src_is_file)
+        .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
+    let target = fd_path(&dest);
+    let ctx = || format!("{field}: mount {} on {}", m.fstype, m.destination.display());
+    let data = (!m.data.is_empty()).then_some(m.data.as_str());
+    if m.is_bind {
+        mount(m.source.as_deref(), &target, none(), m.flags, none()).with_context(ctx)?;
+    } else {
+        let source = m.source.as_deref().unwrap_or(Path::new(&m.fstype));
+        let fstype = (!m.fstype.is_empty()).then_some(m.fstype.as_str());
+        mount(Some(source), &target, fstype, m.flags, data).with_context(ctx)?;
+    }
+    // The fd names the directory under the new mount: reopen to reach the mount itself.
+    let top = open_in_root(root, &rel).with_context(ctx)?;
+    let target = fd_path(&top);
+    if m.is_bind && !m.remount_flags.is_empty() {
+        let mut flags = m.remount_flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
+        if in_userns {
+            flags |= locked_flags(&target);
+        }
+        mount(none(), &target, none(), flags, none()).with_context(ctx)?;
+    }
+    for p in &m.propagation {
+        mount(none(), &target, none(), *p, none()).with_context(ctx)?;
+    }
+    if m.attr_set != 0 || m.attr_clr != 0 {
+        set_recursive_attrs(&top, m.attr_set, m.attr_clr).with_context(ctx)?;
+    }
+    Ok(())
+}
+
+/// Flags a mount inherited from a more privileged namespace cannot drop on remount.
+pub fn locked_flags(target: &Path) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::statvfs(target) else {
+        return MsFlags::empty();
+    };
+    use nix::sys::statvfs::FsFlags as S;
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (s, m) in [
+        (S::ST_NOSUID, MsFlags::MS_NOSUID),
+        (S::ST_NODEV, MsFlags::MS_NODEV),
+        (S::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (S::ST_RDONLY, MsFlags::MS_RDONLY),
+    ] {
+        if f.contains(s) {
+            out |= m;
+        }
+    }
+    out
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) with AT_RECURSIVE on the mount `fd` refers to.
+pub fn set_recursive_attrs(fd: &OwnedFd, set: u64, clr: u64) -> Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: "" with AT_EMPTY_PATH acts on fd; attr is a valid mount_attr of the given size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        bail!("mount_setattr: {}", nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::MountBuilder;
+
+    fn m(typ: &str, src: &str, dest: &str, opts: &[&str]) -> Mount {
+        MountBuilder::default()
+            .typ(typ)
+            .source(src)
+            .destination(dest)
+            .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn tmpfs_flags_and_data() {
+        let p = plan(
+            0,
+            &m(
+                "tmpfs",
+                "tmpfs",
+                "/dev",
+                &["nosuid", "strictatime", "mode=755", "size=65536k"],
+            ),
+        )
+        .unwrap();
+        assert_eq!(p.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(p.data, "mode=755,size=65536k");
+        assert!(!p.is_bind);
+    }
+
+    #[test]
+    fn bind_ro_needs_remount_and_propagation_is_separate() {
+        let p = plan(
+            3,
+            &m(
+                "bind",
+                "/src",
+                "/dst",
+                &["rbind", "ro", "nosuid", "rprivate"],
+            ),
+        )
+        .unwrap();
+        assert!(p.is_bind);
+        assert_eq!(p.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert_eq!(p.remount_flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(p.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+        assert_eq!(p.field(), "config.json: mounts[3]");
+    }
+
+    #[test]
+    fn bind_option_without_type_is_bind() {
+        let p = plan(0, &m("none", "/src", "/dst", &["bind"])).unwrap();
+        assert!(p.is_bind);
+    }
+
+    #[test]
+    fn recursive_attrs() {
+        let p = plan(
+            0,
+            &m("bind", "/s", "/d", &["rbind", "rro", "rnosuid", "rnoatime"]),
+        )
+        .unwrap();
+        assert_eq!(
+            p.attr_set,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
+        );
+        assert_eq!(p.attr_clr, MOUNT_ATTR_ATIME);
+    }
+
+    #[test]
+    fn rw_clears_ro() {
+        let p = plan(0, &m("proc", "proc", "/proc", &["ro", "rw"])).unwrap();
+        assert!(!p.flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn relative_keeps_dotdot_for_the_kernel_to_clamp() {
+        assert_eq!(
+            relative(Path::new("/a/../b/./c")),
+            PathBuf::from("a/../b/c")
+        );
+    }
+
+    #[test]
+    fn resolution_stays_inside_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("evil")).unwrap();
+        let rootfd = nix::fcntl::open(
+            &root,
+            nix::fcntl::OFlag::O_PATH,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        // SAFETY: fresh fd from open.
+        let rootfd = unsafe { OwnedFd::from_raw_fd(rootfd) };
+        create_in_root(&rootfd, Path::new("evil/sub"), false).unwrap();
+        assert!(
+            !outside.path().join("sub").exists(),
+            "created outside the root"
+        );
+        // The absolute symlink resolved inside the root instead.
+        assert!(root
+            .join(outside.path().strip_prefix("/").unwrap())
+            .join("sub")
+            .is_dir());
+        create_in_root(&rootfd, Path::new("../../etc/x/file"), true).unwrap();
+        assert!(root.join("etc/x/file").is_file());
+    }
+}

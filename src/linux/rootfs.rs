@@ -1,0 +1,389 @@
+//! The container's root filesystem, in runc's order: make / a slave (or `rootfsPropagation`),
+//! bind the rootfs onto itself, mount `mounts[]`, populate /dev, run createContainer hooks,
+//! pivot_root, then masked and read-only paths and a read-only root.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use oci_spec::runtime::Spec;
+
+use super::mounts::{self, MountPlan};
+
+/// What the rootfs setup needs besides the spec.
+pub struct RootfsOptions<'a> {
+    pub rootfs: &'a Path,
+    pub no_pivot: bool,
+    pub in_userns: bool,
+    pub has_cgroup_ns: bool,
+    /// The container's cgroup path (for binding v1 hierarchies when there is no cgroup ns).
+    pub cgroup_path: &'a Path,
+}
+
+/// The propagation `linux.rootfsPropagation` names (default: rslave, like runc).
+pub fn root_propagation(spec: &Spec) -> Result<MsFlags> {
+    let value = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    Ok(match value.as_deref() {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some("private") => MsFlags::MS_PRIVATE,
+        Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        Some("shared") => MsFlags::MS_SHARED,
+        Some("rshared") => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        Some("slave") => MsFlags::MS_SLAVE,
+        Some("rslave") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some("unbindable") => MsFlags::MS_UNBINDABLE,
+        Some("runbindable") => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        Some(other) => {
+            bail!("config.json: linux.rootfsPropagation: {other:?} is not a propagation type")
+        }
+    })
+}
+
+/// The planned `mounts[]`, in order.
+pub fn plan_mounts(spec: &Spec) -> Result<Vec<MountPlan>> {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, m)| mounts::plan(i, m))
+        .collect()
+}
+
+fn none() -> Option<&'static str> {
+    None
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    let fd = open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("open {}", path.display()))?;
+    // SAFETY: fresh fd from open(2).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Everything up to (not including) pivot_root. Runs in the container's mount namespace.
+pub fn prepare(spec: &Spec, plans: &[MountPlan], opts: &RootfsOptions) -> Result<()> {
+    let propagation = root_propagation(spec)?;
+    mount(none(), "/", none(), propagation, none())
+        .context("make / a slave mount (rootfsPropagation)")?;
+    // A private parent keeps pivot_root from failing on a shared one (and the host unaffected).
+    mount(
+        Some(opts.rootfs),
+        opts.rootfs,
+        none(),
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none(),
+    )
+    .with_context(|| format!("bind rootfs {}", opts.rootfs.display()))?;
+    if propagation.intersects(MsFlags::MS_SHARED) {
+        mount(none(), opts.rootfs, none(), propagation, none()).context("rootfsPropagation")?;
+    }
+    let root = open_dir(opts.rootfs)?;
+    for m in plans {
+        if m.fstype == "cgroup" && !m.is_bind {
+            mount_cgroup(&root, m, opts)?;
+        } else {
+            mounts::apply(&root, m, opts.in_userns)?;
+        }
+    }
+    let dev_is_bound = plans
+        .iter()
+        .any(|m| m.is_bind && mounts::relative(&m.destination) == Path::new("dev"));
+    if !dev_is_bound {
+        super::devices::populate_default(&root, opts.in_userns)?;
+    }
+    super::devices::create_configured(&root, spec, opts.in_userns)?;
+    Ok(())
+}
+
+/// pivot_root (or a chroot for --no-pivot), leaving the container's root at /.
+pub fn enter(opts: &RootfsOptions) -> Result<()> {
+    if opts.no_pivot {
+        chdir(opts.rootfs).context("chdir rootfs")?;
+        mount(Some(opts.rootfs), "/", none(), MsFlags::MS_MOVE, none())
+            .context("move rootfs to /")?;
+        chroot(".").context("chroot")?;
+        chdir("/").context("chdir /")?;
+        return Ok(());
+    }
+    let old = open_dir(Path::new("/"))?;
+    let new = open_dir(opts.rootfs)?;
+    fchdir(new.as_raw_fd()).context("fchdir rootfs")?;
+    pivot_root(".", ".").context("pivot_root")?;
+    // The old root is now stacked under the new one: detach it.
+    fchdir(old.as_raw_fd()).context("fchdir old root")?;
+    mount(
+        none(),
+        ".",
+        none(),
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        none(),
+    )
+    .context("old root slave")?;
+    umount2(".", MntFlags::MNT_DETACH).context("detach old root")?;
+    chdir("/").context("chdir /")?;
+    Ok(())
+}
+
+/// After pivot_root: masked paths, read-only paths, read-only root.
+pub fn finish(spec: &Spec) -> Result<()> {
+    if let Some(linux) = spec.linux() {
+        for p in linux.masked_paths().iter().flatten() {
+            mask_path(Path::new(p))
+                .with_context(|| format!("config.json: linux.maskedPaths: {p}"))?;
+        }
+        for p in linux.readonly_paths().iter().flatten() {
+            readonly_path(Path::new(p))
+                .with_context(|| format!("config.json: linux.readonlyPaths: {p}"))?;
+        }
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        let flags = flags | mounts::locked_flags(Path::new("/"));
+        mount(none(), "/", none(), flags, none())
+            .context("config.json: root.readonly: remount / read-only")?;
+    }
+    Ok(())
+}
+
+/// Masks a path: a directory gets an empty read-only tmpfs, anything else /dev/null — only once
+/// /dev/null is checked to be the real character device 1:3.
+fn mask_path(path: &Path) -> Result<()> {
+    let md = match std::fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if md.is_dir() {
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some("size=0k"),
+        )?;
+        return Ok(());
+    }
+    let null = std::fs::metadata("/dev/null").context("/dev/null")?;
+    use std::os::unix::fs::MetadataExt;
+    if !null.file_type().is_char_device() || null.rdev() != nix::sys::stat::makedev(1, 3) {
+        bail!("/dev/null is not the null device (1:3): refusing to mask with it");
+    }
+    mount(Some("/dev/null"), path, none(), MsFlags::MS_BIND, none())?;
+    Ok(())
+}
+
+fn readonly_path(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    mount(
+        Some(path),
+        path,
+        none(),
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none(),
+    )?;
+    let flags =
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | mounts::locked_flags(path);
+    mount(none(), path, none(), flags, none())?;
+    Ok(())
+}
+
+/// A host cgroup hierarchy: its mount point and the super options naming its controllers.
+struct Hierarchy {
+    mount_point: PathBuf,
+    fstype: String,
+    options: String,
+}
+
+fn host_hierarchies() -> Result<Vec<Hierarchy>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut r = right.split_whitespace();
+        let (fstype, _src, sopts) = (r.next().unwrap_or(""), r.next(), r.next().unwrap_or(""));
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        let mount_point = left.split_whitespace().nth(4).unwrap_or("");
+        let options = sopts
+            .split(',')
+            .filter(|o| *o != "rw" && *o != "ro")
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push(Hierarchy {
+            mount_point: PathBuf::from(mount_point),
+            fstype: fstype.to_string(),
+            options,
+        });
+    }
+    Ok(out)
+}
+
+/// A `cgroup` mount: with the host's v1 (or hybrid) hierarchies, a tmpfs holding one mount per
+/// hierarchy (a fresh cgroup mount inside a cgroup namespace, else the container's own cgroup
+/// bound from the host); on a unified host, cgroup2.
+fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<()> {
+    let field = m.field();
+    let rel = mounts::relative(&m.destination);
+    let hierarchies = host_hierarchies()?;
+    let base = Path::new("/sys/fs/cgroup");
+    let unified_only = hierarchies.iter().all(|h| h.fstype == "cgroup2");
+    let dest = mounts::create_in_root(root, &rel, false)
+        .with_context(|| format!("{field}.destination"))?;
+    let ro = m.flags & MsFlags::MS_RDONLY;
+    let flags = (m.flags - MsFlags::MS_RDONLY)
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    if unified_only {
+        let target = mounts::fd_path(&dest);
+        if opts.has_cgroup_ns {
+            mount(
+                Some("cgroup2"),
+                &target,
+                Some("cgroup2"),
+                flags | ro,
+                none(),
+            )
+            .with_context(|| format!("{field}: mount cgroup2"))?;
+        } else {
+            let src = base.join(
+                opts.cgroup_path
+                    .strip_prefix("/")
+                    .unwrap_or(opts.cgroup_path),
+            );
+            mount(
+                Some(&src),
+                &target,
+                none(),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none(),
+            )
+            .with_context(|| format!("{field}: bind {}", src.display()))?;
+            mount(
+                none(),
+                &target,
+                none(),
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro,
+                none(),
+            )?;
+        }
+        return Ok(());
+    }
+    mount(
+        Some("tmpfs"),
+        &mounts::fd_path(&dest),
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )
+    .with_context(|| format!("{field}: tmpfs for cgroup hierarchies"))?;
+    for h in hierarchies {
+        let Ok(name) = h.mount_point.strip_prefix(base) else {
+            continue;
+        };
+        if name.as_os_str().is_empty() {
+            continue;
+        }
+        let sub = mounts::create_in_root(root, &rel.join(name), false)?;
+        let target = mounts::fd_path(&sub);
+        if opts.has_cgroup_ns {
+            let data = (!h.options.is_empty()).then_some(h.options.as_str());
+            mount(
+                Some("cgroup"),
+                &target,
+                Some(h.fstype.as_str()),
+                flags | ro,
+                data,
+            )
+            .with_context(|| format!("{field}: mount cgroup {}", name.display()))?;
+        } else {
+            let src = h.mount_point.join(
+                opts.cgroup_path
+                    .strip_prefix("/")
+                    .unwrap_or(opts.cgroup_path),
+            );
+            let src = if src.exists() {
+                src
+            } else {
+                h.mount_point.clone()
+            };
+            mount(
+                Some(&src),
+                &target,
+                none(),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none(),
+            )
+            .with_context(|| format!("{field}: bind {}", src.display()))?;
+            let top = mounts::open_in_root(root, &rel.join(name))?;
+            mount(
+                none(),
+                &mounts::fd_path(&top),
+                none(),
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro,
+                none(),
+            )?;
+        }
+    }
+    if !ro.is_empty() {
+        let top = mounts::open_in_root(root, &rel)?;
+        mount(
+            none(),
+            &mounts::fd_path(&top),
+            none(),
+            MsFlags::MS_REMOUNT | flags | ro,
+            Some("mode=755"),
+        )
+        .with_context(|| format!("{field}: remount read-only"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn propagation_default_and_unknown() {
+        let spec = Spec::default();
+        assert_eq!(
+            root_propagation(&spec).unwrap(),
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        );
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_rootfs_propagation(Some("sideways".into()));
+        spec.set_linux(Some(linux));
+        let err = root_propagation(&spec).unwrap_err().to_string();
+        assert!(err.contains("linux.rootfsPropagation"), "{err}");
+    }
+
+    #[test]
+    fn default_spec_mounts_plan() {
+        let plans = plan_mounts(&Spec::default()).unwrap();
+        assert_eq!(plans[0].destination, Path::new("/proc"));
+        assert!(plans.iter().any(|p| p.fstype == "cgroup"));
+    }
+}

@@ -1,0 +1,53 @@
+//! hako: a low-level OCI container runtime with runc's command line.
+
+mod bundle;
+mod cgroups;
+mod cli;
+mod commands;
+mod container;
+mod hooks;
+mod launch;
+mod linux;
+mod logging;
+
+use clap::Parser;
+
+use cli::{Cli, Command, Global};
+
+fn main() {
+    let cli = Cli::parse();
+    let to_stderr = match logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        Ok(to_stderr) => to_stderr,
+        Err(e) => {
+            eprintln!("hako: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let g = Global {
+        root: cli.root.clone(),
+        systemd_cgroup: cli.systemd_cgroup,
+        trace: cli.trace,
+    };
+    let result = match &cli.command {
+        Command::Create(a) => commands::create::run(&g, a).map(|()| 0),
+        Command::Start { id } => commands::start::run(&g, id).map(|()| 0),
+        Command::State { id } => commands::state::run(&g, id).map(|()| 0),
+        Command::Kill { all, id, signal } => commands::kill::run(&g, id, signal, *all).map(|()| 0),
+        Command::Delete { force, id } => commands::delete::run(&g, id, *force).map(|()| 0),
+        Command::Run(a) => commands::run::run(&g, a),
+        Command::List { format, quiet } => commands::list::run(&g, *format, *quiet).map(|()| 0),
+        Command::Spec { bundle, rootless } => commands::spec::run(bundle, *rootless).map(|()| 0),
+        Command::Features => commands::features::run().map(|()| 0),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            tracing::error!("{msg}");
+            if !to_stderr {
+                eprintln!("hako: {msg}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
