@@ -43,10 +43,11 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let msg = format!("{e:#}");
-            tracing::error!("{msg}");
+            // The log gets the runc-shaped line (containerd shows it); a person gets one plain line.
             if !to_stderr {
-                eprintln!("hako: {msg}");
+                tracing::error!("{msg}");
             }
+            eprintln!("hako: {msg}");
             std::process::exit(1);
         }
     }

@@ -125,6 +125,8 @@ impl Bundle {
         let mut config: Value =
             serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
         config["process"]["terminal"] = json!(false);
+        // Tests read what the container writes into its rootfs.
+        config["root"]["readonly"] = json!(false);
         edit(&mut config);
         let b = Bundle {
             dir: dir.to_path_buf(),
