@@ -137,5 +137,4 @@ pub struct RunArgs {
 pub struct Global {
     pub root: PathBuf,
     pub systemd_cgroup: bool,
-    pub trace: bool,
 }

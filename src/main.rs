@@ -9,6 +9,7 @@ mod hooks;
 mod launch;
 mod linux;
 mod logging;
+mod trace;
 
 use clap::Parser;
 
@@ -23,10 +24,12 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if cli.trace {
+        trace::enable();
+    }
     let g = Global {
         root: cli.root.clone(),
         systemd_cgroup: cli.systemd_cgroup,
-        trace: cli.trace,
     };
     let result = match &cli.command {
         Command::Create(a) => commands::create::run(&g, a).map(|()| 0),

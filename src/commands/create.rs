@@ -14,6 +14,7 @@ use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
 use crate::launch::{self, Handshake, InitConfig};
 use crate::linux::namespaces;
+use crate::trace;
 
 pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
     create(g, args).map(drop)
@@ -23,6 +24,7 @@ pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
 pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
     container::validate_id(&args.id)?;
     let b = bundle::load(&args.bundle)?;
+    trace::phase("config.json loaded and checked");
     let ns = namespaces::plan(b.spec.linux().as_ref())?;
     if !ns.has_mount_ns {
         bail!("config.json: linux.namespaces: a mount namespace is required");
@@ -61,7 +63,8 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
         own_pid_ns: ns.has_pid_ns,
     };
     let mut c = Container::reserve(&g.root, record)?;
-    let result = build(g, args, &b, &mut c, ns, joins, console_socket);
+    trace::phase("container record reserved");
+    let result = build(args, &b, &mut c, ns, joins, console_socket);
     if let Err(e) = result {
         super::delete::destroy(&c, false);
         return Err(e);
@@ -70,7 +73,6 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
 }
 
 fn build(
-    g: &Global,
     args: &CreateArgs,
     b: &Bundle,
     c: &mut Container,
@@ -104,7 +106,6 @@ fn build(
         console_socket,
         exec_fifo: launch::open_fifo_path(&fifo)?,
         cgroup_path: c.record.cgroup_path.clone(),
-        trace: g.trace,
     };
     let mut parent = Parent {
         c,
@@ -112,6 +113,7 @@ fn build(
         spec: &b.spec,
     };
     let pid = launch::spawn_init(&cfg, &mut parent)?;
+    trace::phase("init created, waiting on the exec fifo");
     c.record.pid = pid;
     c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
     c.record.status = Status::Created;
@@ -134,6 +136,7 @@ impl Handshake for Parent<'_> {
         self.c.record.pid = pid;
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
+        trace::phase("init cloned");
         self.cgroup.add_task(pid)?;
         if let Some(resources) = self
             .spec
@@ -143,6 +146,7 @@ impl Handshake for Parent<'_> {
         {
             self.cgroup.apply(resources)?;
         }
+        trace::phase("init in its cgroup");
         Ok(())
     }
 
@@ -150,6 +154,7 @@ impl Handshake for Parent<'_> {
         self.c.record.pid = pid;
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
+        trace::phase("init in its namespaces");
         let state = self.c.record.state_json(Status::Creating);
         // prestart is the deprecated alias run at the same point (runtime-spec 1.3.0).
         hooks::run_all(self.spec, Kind::Prestart, &state)?;

@@ -50,6 +50,7 @@ pub fn start(c: &mut Container) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    crate::trace::phase("init released");
     std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
     c.record.status = Status::Running;
     c.save()?;

@@ -35,7 +35,6 @@ pub struct InitConfig<'a> {
     /// O_PATH fd of `<root>/<id>/exec.fifo`.
     pub exec_fifo: OwnedFd,
     pub cgroup_path: PathBuf,
-    pub trace: bool,
 }
 
 /// What the parent does at the handshake's points.

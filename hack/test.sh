@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests (no root needed) and tests/oci-validation (real containers,
+# as root). Installs what it needs on a fresh Debian machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "test.sh: run as root (the suite creates real containers)" >&2
+  exit 1
+fi
+missing=()
+[ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v ps >/dev/null || missing+=(procps)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo build --quiet
+# Unit tests, then the conformance suite.
+cargo test --quiet --bin hako
+cargo test --quiet --test oci-validation
