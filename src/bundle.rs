@@ -43,6 +43,12 @@ pub fn load(dir: &Path) -> Result<Bundle> {
 
 /// The checks a config must pass; returns the absolute rootfs path.
 pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
+    if !is_semver(spec.version()) {
+        bail!(
+            "config.json: ociVersion: {:?} is not a SemVer 2.0.0 version",
+            spec.version()
+        );
+    }
     let root = spec
         .root()
         .as_ref()
@@ -82,6 +88,18 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
             }
         }
     }
+    if let Some(linux) = spec.linux() {
+        for (field, list) in [
+            ("maskedPaths", linux.masked_paths()),
+            ("readonlyPaths", linux.readonly_paths()),
+        ] {
+            for (i, p) in list.iter().flatten().enumerate() {
+                if !p.starts_with('/') {
+                    bail!("config.json: linux.{field}[{i}]: {p:?} must be an absolute path");
+                }
+            }
+        }
+    }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
             bail!(
@@ -93,9 +111,29 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
     Ok(rootfs)
 }
 
+/// MAJOR.MINOR.PATCH with optional -pre-release and +build parts.
+fn is_semver(v: &str) -> bool {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn semver() {
+        for ok in ["1.0.0", "1.3.0", "1.0.2-dev", "1.2.3+build.1"] {
+            assert!(is_semver(ok), "{ok}");
+        }
+        for bad in ["invalid", "1.0", "", "1.x.0"] {
+            assert!(!is_semver(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn truncated_config_names_the_file() {

@@ -26,8 +26,8 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
     let b = bundle::load(&args.bundle)?;
     trace::phase("config.json loaded and checked");
     let ns = namespaces::plan(b.spec.linux().as_ref())?;
-    if !ns.has_mount_ns {
-        bail!("config.json: linux.namespaces: a mount namespace is required");
+    if !ns.has_mount_ns && b.spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");
     }
     let joins = namespaces::open_joins(&ns.joins)?;
     let terminal = b

@@ -20,10 +20,13 @@ pub fn run(g: &Global, id: &str, force: bool) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
+    // runtime.md: deleting a container that is not stopped MUST fail and change nothing.
     match c.status() {
-        Status::Stopped | Status::Creating | Status::Created => {}
-        Status::Running | Status::Paused if force => {}
-        status => bail!("cannot delete container {id:?}: it is {status} (use --force to kill it)"),
+        Status::Stopped | Status::Creating => {}
+        _ if force => {}
+        status => {
+            bail!("cannot delete container {id:?}: it is {status}, not stopped (--force kills it)")
+        }
     }
     destroy(&c, true);
     Ok(())

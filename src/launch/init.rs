@@ -2,12 +2,14 @@
 //! `created`, the wait on the exec fifo, then the user's program. Errors go to the parent over
 //! the sync channel.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::Mode;
 use nix::unistd::{fork, ForkResult, Gid, Uid};
 
 use super::sync::{Channel, Msg};
@@ -112,10 +114,24 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
             }),
         cgroup_path: &cfg.cgroup_path,
     };
-    let mounts = rootfs::plan_mounts(spec)?;
-    rootfs::prepare(spec, &mounts, &opts)?;
-    hooks::run_all(spec, Kind::CreateContainer, &state)?;
-    rootfs::enter(&opts)?;
+    // Opened before the root changes; close-on-exec, and the init is not dumpable meanwhile.
+    let fd_dir = nix::fcntl::open(
+        "/proc/self/fd",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("open /proc/self/fd")?;
+    // SAFETY: fresh fd from open(2).
+    let fd_dir = unsafe { OwnedFd::from_raw_fd(fd_dir) };
+    if !cfg.ns.has_mount_ns {
+        hooks::run_all(spec, Kind::CreateContainer, &state)?;
+        rootfs::chroot_only(&opts)?;
+    } else {
+        let mounts = rootfs::plan_mounts(spec)?;
+        rootfs::prepare(spec, &mounts, &opts)?;
+        hooks::run_all(spec, Kind::CreateContainer, &state)?;
+        rootfs::enter(&opts)?;
+    }
 
     // The terminal is opened inside the container's devpts.
     if process.terminal().unwrap_or(false) {
@@ -129,7 +145,9 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         let slave = console::setup(sock.as_raw_fd(), size)?;
         console::bind_dev_console(&slave)?;
     }
-    rootfs::finish(spec)?;
+    if cfg.ns.has_mount_ns {
+        rootfs::finish(spec)?;
+    }
 
     if let Some(h) = spec.hostname() {
         if !cfg.ns.has_uts_ns {
@@ -172,8 +190,10 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     nix::unistd::chdir(cwd)
         .with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
     let args = process.args().clone().unwrap_or_default();
-    let path = exec::find_program(&args[0], &env)?;
-    let program = exec::Program::new(&path, &args, &env)?;
+    // A missing program is reported when the container starts (exit 127, like a shell), so
+    // that `create` of such a bundle still follows the lifecycle.
+    let program =
+        exec::find_program(&args[0], &env).and_then(|path| exec::Program::new(&path, &args, &env));
 
     // Identity and privileges: bounding set while still root, then user, then the other sets.
     let caps = capabilities::plan(process.capabilities().as_ref(), &capabilities::supported())
@@ -190,20 +210,32 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
 
     // Nothing of the caller's reaches the program but stdio and the preserved fds.
     fds::cloexec_from(3 + cfg.preserve_fds);
-    let fifo = cfg.exec_fifo.as_raw_fd();
     chan.send(&Msg::Created)?;
-    wait_for_start(fifo)?;
+    wait_for_start(&fd_dir, cfg.exec_fifo.as_raw_fd())?;
     hooks::run_all(spec, Kind::StartContainer, &state)?;
-    Err(program.exec())
+    let err = match program {
+        Ok(program) => program.exec(),
+        Err(e) => e,
+    };
+    // `create` has returned: the container's stderr is the place left to say why.
+    eprintln!("hako: {err:#}");
+    // SAFETY: see main().
+    unsafe { libc::_exit(127) }
 }
 
-/// Blocks until `hako start` opens the fifo for reading.
-fn wait_for_start(fifo: RawFd) -> Result<()> {
-    let path = format!("/proc/self/fd/{fifo}");
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(Path::new(&path))
-        .context("open the exec fifo (is /proc mounted in the container?)")?;
+/// Blocks until `hako start` opens the fifo for reading. The fifo's O_PATH fd is reopened for
+/// writing through /proc/self/fd as the runtime saw it before pivot_root, so the container
+/// needs no /proc of its own.
+fn wait_for_start(fd_dir: &OwnedFd, fifo: RawFd) -> Result<()> {
+    let fd = nix::fcntl::openat(
+        Some(fd_dir.as_raw_fd()),
+        Path::new(&fifo.to_string()),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("open the exec fifo")?;
+    // SAFETY: fresh fd from openat(2).
+    let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     use std::io::Write;
     (&f).write_all(b"0").context("write the exec fifo")?;
     Ok(())

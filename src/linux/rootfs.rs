@@ -25,26 +25,37 @@ pub struct RootfsOptions<'a> {
     pub cgroup_path: &'a Path,
 }
 
-/// The propagation `linux.rootfsPropagation` names (default: rslave, like runc).
-pub fn root_propagation(spec: &Spec) -> Result<MsFlags> {
+/// `linux.rootfsPropagation` as (the propagation of the runtime's / in the new mount namespace
+/// before pivot_root, the propagation of the container's / after it). Default: rslave before,
+/// nothing after (runc's default). Unbindable can only be applied after the rootfs is bound.
+pub fn root_propagation(spec: &Spec) -> Result<(MsFlags, Option<MsFlags>)> {
+    use MsFlags as F;
     let value = spec
         .linux()
         .as_ref()
         .and_then(|l| l.rootfs_propagation().clone());
-    Ok(match value.as_deref() {
-        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        Some("private") => MsFlags::MS_PRIVATE,
-        Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        Some("shared") => MsFlags::MS_SHARED,
-        Some("rshared") => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        Some("slave") => MsFlags::MS_SLAVE,
-        Some("rslave") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        Some("unbindable") => MsFlags::MS_UNBINDABLE,
-        Some("runbindable") => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+    let flags = match value.as_deref() {
+        None | Some("") => return Ok((F::MS_SLAVE | F::MS_REC, None)),
+        Some("private") => F::MS_PRIVATE,
+        Some("rprivate") => F::MS_PRIVATE | F::MS_REC,
+        Some("shared") => F::MS_SHARED,
+        Some("rshared") => F::MS_SHARED | F::MS_REC,
+        Some("slave") => F::MS_SLAVE,
+        Some("rslave") => F::MS_SLAVE | F::MS_REC,
+        Some("unbindable") => F::MS_UNBINDABLE,
+        Some("runbindable") => F::MS_UNBINDABLE | F::MS_REC,
         Some(other) => {
             bail!("config.json: linux.rootfsPropagation: {other:?} is not a propagation type")
         }
-    })
+    };
+    let before = if flags.contains(F::MS_UNBINDABLE) {
+        F::MS_SLAVE | F::MS_REC
+    } else if flags.contains(F::MS_PRIVATE) {
+        F::MS_PRIVATE | F::MS_REC
+    } else {
+        flags | F::MS_REC
+    };
+    Ok((before, Some(flags)))
 }
 
 /// The planned `mounts[]`, in order.
@@ -74,7 +85,7 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
 
 /// Everything up to (not including) pivot_root. Runs in the container's mount namespace.
 pub fn prepare(spec: &Spec, plans: &[MountPlan], opts: &RootfsOptions) -> Result<()> {
-    let propagation = root_propagation(spec)?;
+    let (propagation, _) = root_propagation(spec)?;
     mount(none(), "/", none(), propagation, none())
         .context("make / a slave mount (rootfsPropagation)")?;
     // A private parent keeps pivot_root from failing on a shared one (and the host unaffected).
@@ -136,8 +147,21 @@ pub fn enter(opts: &RootfsOptions) -> Result<()> {
     Ok(())
 }
 
-/// After pivot_root: masked paths, read-only paths, read-only root.
+/// Without a mount namespace of its own the container shares the runtime's mounts: mounting
+/// anything would change the host, so the init only changes its root.
+pub fn chroot_only(opts: &RootfsOptions) -> Result<()> {
+    chroot(opts.rootfs).with_context(|| format!("chroot {}", opts.rootfs.display()))?;
+    chdir("/").context("chdir /")?;
+    Ok(())
+}
+
+/// After pivot_root: the container's / propagation, masked paths, read-only paths, read-only
+/// root.
 pub fn finish(spec: &Spec) -> Result<()> {
+    if let (_, Some(flags)) = root_propagation(spec)? {
+        mount(none(), "/", none(), flags, none())
+            .context("config.json: linux.rootfsPropagation")?;
+    }
     if let Some(linux) = spec.linux() {
         for p in linux.masked_paths().iter().flatten() {
             mask_path(Path::new(p))
@@ -190,8 +214,11 @@ fn mask_path(path: &Path) -> Result<()> {
 }
 
 fn readonly_path(path: &Path) -> Result<()> {
-    if !path.exists() {
-        return Ok(());
+    // lstat: a dangling or looping symlink is an error from mount(2), not a path to skip.
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
     }
     mount(
         Some(path),
@@ -378,6 +405,15 @@ mod tests {
         spec.set_linux(Some(linux));
         let err = root_propagation(&spec).unwrap_err().to_string();
         assert!(err.contains("linux.rootfsPropagation"), "{err}");
+        linux.set_rootfs_propagation(Some("unbindable".into()));
+        spec.set_linux(Some(linux));
+        assert_eq!(
+            root_propagation(&spec).unwrap(),
+            (
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                Some(MsFlags::MS_UNBINDABLE)
+            )
+        );
     }
 
     #[test]

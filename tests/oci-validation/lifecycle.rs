@@ -66,7 +66,7 @@ fn create_start_kill_delete() {
     // start of a running container is an error.
     assert_error(&env.hako(&["start", &id]), "not created");
     // delete of a running container needs --force.
-    assert_error(&env.hako(&["delete", &id]), "running");
+    assert_error(&env.hako(&["delete", &id]), "running, not stopped");
 
     let out = env.hako(&["kill", &id, "KILL"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -113,13 +113,16 @@ fn kill_signal_spellings_reach_the_process() {
 }
 
 #[test]
-fn delete_of_created_container_kills_it() {
+fn delete_of_created_container_fails_without_force() {
     let env = Env::new();
     let b = sleeper(&env);
     let id = unique_id("delc");
     assert!(env.hako(&["create", "-b", b.path(), &id]).status.success());
     let pid = env.state(&id)["pid"].as_i64().unwrap();
-    let out = env.hako(&["delete", &id]);
+    assert_error(&env.hako(&["delete", &id]), "created, not stopped");
+    assert_eq!(env.status(&id), "created");
+    assert!(alive(pid));
+    let out = env.hako(&["delete", "--force", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(eventually(|| !alive(pid)), "init {pid} still alive");
     assert!(!env.root.join(&id).exists());
@@ -363,4 +366,47 @@ fn features_lists_namespaces_and_hooks() {
         .as_array()
         .unwrap()
         .contains(&json!("createRuntime")));
+}
+
+#[test]
+fn a_missing_program_fails_at_start_with_127_and_a_clear_message() {
+    let env = Env::new();
+    let b = env.bundle(|c| c["process"]["args"] = json!(["no-such-program"]));
+    let id = unique_id("noprog");
+    let out = env.hako(&["run", "-b", b.path(), &id]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr(&out).contains("\"no-such-program\": executable file not found in $PATH"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn invalid_oci_version_is_refused() {
+    let env = Env::new();
+    let b = env.bundle(|c| c["ociVersion"] = json!("invalid"));
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("ver")]),
+        "ociVersion",
+    );
+}
+
+#[test]
+fn without_a_mount_namespace_the_container_shares_the_hosts_mounts() {
+    let env = Env::new();
+    let out = env.run_sh("readlink /proc/1/ns/mnt 2>/dev/null; ls /", |c| {
+        remove_namespace(c, "mount");
+        remove_namespace(c, "pid");
+        c["mounts"] = json!([]);
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The root changed (the bundle's rootfs) without any mount on the host.
+    assert!(stdout(&out).contains("bin"), "{}", stdout(&out));
+    assert!(
+        !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(env.dir.path().to_str().unwrap()),
+        "a mount leaked to the host"
+    );
 }
