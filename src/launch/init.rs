@@ -23,9 +23,11 @@ pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = chan.send(&Msg::Error {
-        msg: format!("{err:#}"),
-    });
+    let msg = format!("{err:#}");
+    // After `created` nobody listens on the channel: the container's stderr is what is left.
+    if chan.send(&Msg::Error { msg: msg.clone() }).is_err() {
+        eprintln!("hako: {msg}");
+    }
     // SAFETY: _exit ends this process without running the parent's atexit handlers or
     // flushing its stdio buffers, which this copy of memory shares with the parent.
     unsafe { libc::_exit(1) }
