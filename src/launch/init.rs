@@ -1,7 +1,9 @@
 //! The container's init, from clone(2) to execve(2): namespaces, rootfs, process environment,
 //! `created`, the wait on the exec fifo, then the user's program. Errors go to the parent over
-//! the sync channel.
+//! the sync channel; after `created`, to `hako start` through the exec fifo.
 
+use std::fs::File;
+use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
@@ -12,6 +14,7 @@ use nix::unistd::{fork, ForkResult, Gid, Uid};
 
 use super::sync::{Channel, Msg};
 use super::InitConfig;
+use crate::container::Status;
 use crate::hooks::{self, Kind};
 use crate::linux::{capabilities, console, exec, fds, namespaces, rlimits, rootfs, sysctl, user};
 
@@ -93,13 +96,6 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         join_session_keyring();
     }
 
-    chan.send(&Msg::NamespacesReady)?;
-    let state = match chan.recv()? {
-        Some(Msg::Go { state }) => state,
-        Some(Msg::Error { msg }) => bail!("{msg}"),
-        other => bail!("sync: expected Go, got {other:?}"),
-    };
-
     let opts = rootfs::RootfsOptions {
         rootfs: cfg.rootfs,
         no_pivot: cfg.no_pivot,
@@ -114,7 +110,17 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     };
     let mounts = rootfs::plan_mounts(spec)?;
     rootfs::prepare(spec, &mounts, &opts)?;
-    hooks::run_all(spec, Kind::CreateContainer, &state)?;
+    // The runtime's hooks see the mounts made; the old root is still reachable for theirs.
+    chan.send(&Msg::RootfsReady)?;
+    chan.expect(Msg::Go)?;
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    env.extend(cfg.extra_env.iter().cloned());
+    hooks::run_all(
+        spec,
+        Kind::CreateContainer,
+        &own_state(cfg, Status::Creating),
+        Some(&env),
+    )?;
     rootfs::enter(&opts)?;
 
     // The terminal is opened inside the container's devpts.
@@ -161,8 +167,6 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     )?)?;
 
     // Environment and program, resolved in the container's root.
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
-    env.extend(cfg.extra_env.iter().cloned());
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(process.user().uid())));
     }
@@ -192,21 +196,39 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     fds::cloexec_from(3 + cfg.preserve_fds);
     let fifo = cfg.exec_fifo.as_raw_fd();
     chan.send(&Msg::Created)?;
-    wait_for_start(fifo)?;
-    hooks::run_all(spec, Kind::StartContainer, &state)?;
-    Err(program.exec())
+    let start = wait_for_start(fifo)?;
+    let err = match hooks::run_all(
+        spec,
+        Kind::StartContainer,
+        &own_state(cfg, Status::Created),
+        Some(&env),
+    ) {
+        Ok(()) => program.exec(),
+        Err(e) => e,
+    };
+    // `hako start` reads the fifo until it closes, at execve (close-on-exec) or at our exit: what
+    // it finds there is why the program did not run.
+    let _ = (&start).write_all(format!("{err:#}").as_bytes());
+    Err(err)
 }
 
-/// Blocks until `hako start` opens the fifo for reading.
-fn wait_for_start(fifo: RawFd) -> Result<()> {
+/// Blocks until `hako start` opens the fifo for reading; returns the open write end.
+fn wait_for_start(fifo: RawFd) -> Result<File> {
     let path = format!("/proc/self/fd/{fifo}");
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(Path::new(&path))
         .context("open the exec fifo (is /proc mounted in the container?)")?;
-    use std::io::Write;
     (&f).write_all(b"0").context("write the exec fifo")?;
-    Ok(())
+    Ok(f)
+}
+
+/// The state for the hooks the init runs in the container's namespaces: the pid is the one the
+/// container sees (runtime.md "State").
+fn own_state(cfg: &InitConfig, status: Status) -> String {
+    let mut record = cfg.record.clone();
+    record.pid = nix::unistd::getpid().as_raw();
+    record.state_json(status)
 }
 
 /// Whether setgroups(2) is allowed (not denied in this user namespace).
