@@ -308,7 +308,8 @@ mod tests {
 
     #[test]
     fn failure_reports_status_and_stderr_on_one_line() {
-        let h = hook(r#"{"path":"/bin/sh","args":["sh","-c","echo one >&2; echo two >&2; exit 3"]}"#);
+        let h =
+            hook(r#"{"path":"/bin/sh","args":["sh","-c","echo one >&2; echo two >&2; exit 3"]}"#);
         let err = run(&h, "{}", None).unwrap_err().to_string();
         assert_eq!(err, "exit status 3: stderr: one; two");
     }
@@ -357,16 +358,20 @@ mod tests {
         let spec = |hooks: &str| -> Spec {
             serde_json::from_str(&format!(r#"{{"ociVersion":"1.3.0","hooks":{hooks}}}"#)).unwrap()
         };
-        let err = validate(&spec(r#"{"poststop":[{"path":"/bin/true"},{"path":"true"}]}"#))
-            .unwrap_err()
-            .to_string();
+        let err = validate(&spec(
+            r#"{"poststop":[{"path":"/bin/true"},{"path":"true"}]}"#,
+        ))
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             err,
             "config.json: hooks.poststop[1].path: true: must be an absolute path"
         );
-        let err = validate(&spec(r#"{"createRuntime":[{"path":"/bin/true","timeout":0}]}"#))
-            .unwrap_err()
-            .to_string();
+        let err = validate(&spec(
+            r#"{"createRuntime":[{"path":"/bin/true","timeout":0}]}"#,
+        ))
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             err,
             "config.json: hooks.createRuntime[0].timeout: 0: must be greater than zero"
