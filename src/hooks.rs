@@ -208,6 +208,8 @@ fn state_pipe(state: &str) -> Result<File> {
 struct Tail {
     pipe: File,
     open: bool,
+    /// When the pipe was found closed.
+    closed_at: Option<Instant>,
     kept: Vec<u8>,
 }
 
@@ -218,6 +220,7 @@ impl Tail {
         Ok(Tail {
             pipe,
             open: true,
+            closed_at: None,
             kept: Vec::new(),
         })
     }
@@ -227,7 +230,7 @@ impl Tail {
         let mut buf = [0u8; 4096];
         while self.open {
             match self.pipe.read(&mut buf) {
-                Ok(0) => self.open = false,
+                Ok(0) => self.close(),
                 Ok(n) => {
                     self.kept.extend_from_slice(&buf[..n]);
                     let extra = self.kept.len().saturating_sub(STDERR_KEPT);
@@ -235,16 +238,23 @@ impl Tail {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(_) => self.open = false,
+                Err(_) => self.close(),
             }
         }
     }
 
+    fn close(&mut self) {
+        self.open = false;
+        self.closed_at = Some(Instant::now());
+    }
+
     /// Sleeps up to `nap`, waking early when output (or the end of it) arrives.
     fn wait(&self, nap: Duration) {
-        if !self.open {
-            // Closed: only the exit is left to see, and it follows closely.
-            std::thread::sleep(nap.min(Duration::from_millis(1)));
+        if let Some(closed) = self.closed_at {
+            // An exit usually follows the close within microseconds: look again soon, then
+            // less often (a hook may close its stderr and go on).
+            let soon = closed.elapsed() < Duration::from_millis(50);
+            std::thread::sleep(nap.min(Duration::from_millis(if soon { 1 } else { 20 })));
             return;
         }
         let ms = u16::try_from(nap.as_millis()).unwrap_or(u16::MAX);
