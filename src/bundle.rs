@@ -108,6 +108,7 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
             );
         }
     }
+    crate::hooks::validate(spec)?;
     Ok(rootfs)
 }
 

@@ -64,21 +64,35 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
     };
     let mut c = Container::reserve(&g.root, record)?;
     trace::phase("container record reserved");
-    let result = build(args, &b, &mut c, ns, joins, console_socket);
+    let mut hooks_began = false;
+    let parts = InitParts {
+        ns,
+        joins,
+        console_socket,
+    };
+    let result = build(args, &b, &mut c, parts, &mut hooks_began);
     if let Err(e) = result {
-        super::delete::destroy(&c, false);
+        // Once the runtime's hooks began, what they made is released by the poststop hooks
+        // (runtime.md lifecycle: a failed hook continues at step 12, then 13).
+        super::delete::destroy(&c, hooks_began);
         return Err(e);
     }
     Ok(c)
+}
+
+/// What was checked and opened before the record was made, for the init.
+struct InitParts {
+    ns: namespaces::NamespacePlan,
+    joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
+    console_socket: Option<OwnedFd>,
 }
 
 fn build(
     args: &CreateArgs,
     b: &Bundle,
     c: &mut Container,
-    ns: namespaces::NamespacePlan,
-    joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
-    console_socket: Option<OwnedFd>,
+    parts: InitParts,
+    hooks_began: &mut bool,
 ) -> Result<()> {
     std::fs::copy(b.dir.join(bundle::CONFIG), c.config_copy()).context("copy config.json")?;
     let fifo = c.exec_fifo();
@@ -97,22 +111,26 @@ fn build(
     let cfg = InitConfig {
         spec: &b.spec,
         rootfs: &b.rootfs,
-        ns,
-        joins,
+        ns: parts.ns,
+        joins: parts.joins,
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
         preserve_fds: args.preserve_fds + listen_fds,
         extra_env,
-        console_socket,
+        console_socket: parts.console_socket,
         exec_fifo: launch::open_fifo_path(&fifo)?,
         cgroup_path: c.record.cgroup_path.clone(),
+        record: c.record.clone(),
     };
     let mut parent = Parent {
         c,
         cgroup: &cgroup,
         spec: &b.spec,
+        hooks_began: false,
     };
-    let pid = launch::spawn_init(&cfg, &mut parent)?;
+    let pid = launch::spawn_init(&cfg, &mut parent);
+    *hooks_began = parent.hooks_began;
+    let pid = pid?;
     trace::phase("init created, waiting on the exec fifo");
     c.record.pid = pid;
     c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
@@ -128,6 +146,7 @@ struct Parent<'a> {
     c: &'a mut Container,
     cgroup: &'a Cgroup,
     spec: &'a oci_spec::runtime::Spec,
+    hooks_began: bool,
 }
 
 impl Handshake for Parent<'_> {
@@ -150,16 +169,17 @@ impl Handshake for Parent<'_> {
         Ok(())
     }
 
-    fn namespaces_ready(&mut self, pid: i32) -> Result<String> {
+    fn rootfs_ready(&mut self, pid: i32) -> Result<()> {
         self.c.record.pid = pid;
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
         trace::phase("init in its namespaces");
+        // `creating`: the create operation has not finished (runtime.md "State"); runc agrees.
         let state = self.c.record.state_json(Status::Creating);
-        // prestart is the deprecated alias run at the same point (runtime-spec 1.3.0).
-        hooks::run_all(self.spec, Kind::Prestart, &state)?;
-        hooks::run_all(self.spec, Kind::CreateRuntime, &state)?;
-        Ok(self.c.record.state_json(Status::Created))
+        self.hooks_began = true;
+        // prestart is the deprecated alias, run first at the same point (runtime-spec 1.3.0).
+        hooks::run_all(self.spec, Kind::Prestart, &state, None)?;
+        hooks::run_all(self.spec, Kind::CreateRuntime, &state, None)
     }
 }
 

@@ -1,4 +1,4 @@
-//! `hako delete`: kill if asked, remove the cgroup, run poststop hooks, remove the record.
+//! `hako delete`: kill if asked, remove the cgroup and the record, then run the poststop hooks.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,14 @@ pub fn run(g: &Global, id: &str, force: bool) -> Result<()> {
 /// stuck resource does not keep the others alive.
 pub fn destroy(c: &Container, poststop: bool) {
     let r = &c.record;
+    // Read before the record goes: the poststop hooks run after it (config.md "Poststop").
+    let spec = if poststop {
+        c.spec()
+            .map_err(|e| tracing::warn!("poststop hooks not run: {e:#}"))
+            .ok()
+    } else {
+        None
+    };
     let cgroup = Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id).ok();
     if let Some(cg) = &cgroup {
         // A frozen cgroup's processes cannot die: thaw first.
@@ -60,13 +68,11 @@ pub fn destroy(c: &Container, poststop: bool) {
             tracing::warn!("{e:#}");
         }
     }
-    if poststop {
-        if let Ok(spec) = c.spec() {
-            hooks::run_all_warn(&spec, Kind::Poststop, &r.state_json(Status::Stopped));
-        }
-    }
     if let Err(e) = c.remove_dir() {
         tracing::warn!("{e:#}");
+    }
+    if let Some(spec) = spec {
+        hooks::run_all_warn(&spec, Kind::Poststop, &r.state_json(Status::Stopped));
     }
 }
 

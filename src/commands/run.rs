@@ -44,7 +44,10 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32> {
     }
     let mut c = super::create::create(g, &args.create)?;
     if let Err(e) = super::start::start(&mut c) {
-        super::delete::destroy(&c, true);
+        // A failed hook has destroyed it already; an init that died before start has not.
+        if c.dir.exists() {
+            super::delete::destroy(&c, true);
+        }
         return Err(e);
     }
     if args.detach {

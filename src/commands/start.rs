@@ -1,11 +1,14 @@
-//! `hako start`: release the init blocked on the exec fifo, then run poststart hooks.
+//! `hako start`: release the init blocked on the exec fifo, wait until it has executed the
+//! program (its startContainer hooks ran), then run the poststart hooks.
 
+use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::cli::Global;
@@ -17,6 +20,9 @@ pub fn run(g: &Global, id: &str) -> Result<()> {
     start(&mut c)
 }
 
+/// Starts the container. When a startContainer or poststart hook fails (or the program cannot be
+/// executed), the container is stopped and destroyed, poststop hooks included (runtime.md
+/// lifecycle steps 7 and 9 continue at step 12), and the error returned.
 pub fn start(c: &mut Container) -> Result<()> {
     let status = c.status();
     if status != Status::Created {
@@ -25,21 +31,39 @@ pub fn start(c: &mut Container) -> Result<()> {
             c.record.id
         );
     }
+    let spec = c.spec()?;
     let fifo = c.exec_fifo();
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&fifo)
         .with_context(|| format!("open {}", fifo.display()))?;
-    // The init opens its end for writing once a reader exists; wait for its byte, watching
-    // that it is still alive.
+    released(c, &f)?;
+    if let Err(e) = executed(f) {
+        super::delete::destroy(c, true);
+        return Err(e);
+    }
+    std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
+    c.record.status = Status::Running;
+    c.save()?;
+    let state = c.record.state_json(Status::Running);
+    if let Err(e) = hooks::run_all(&spec, Kind::Poststart, &state, None) {
+        super::delete::destroy(c, true);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Waits for the init's first byte: it has opened the fifo and goes on to startContainer hooks
+/// and execve. Watches that it is still alive meanwhile.
+fn released(c: &Container, mut f: &File) -> Result<()> {
     loop {
         let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
         let n = poll(&mut fds, PollTimeout::from(100u16)).context("poll the exec fifo")?;
         if n > 0 {
             let mut buf = [0u8; 1];
             if matches!(f.read(&mut buf), Ok(1)) {
-                break;
+                return Ok(());
             }
         }
         if !container::process_alive(c.record.pid, c.record.pid_start_time) {
@@ -50,16 +74,16 @@ pub fn start(c: &mut Container) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    crate::trace::phase("init released");
-    std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
-    c.record.status = Status::Running;
-    c.save()?;
-    if let Ok(spec) = c.spec() {
-        hooks::run_all_warn(
-            &spec,
-            Kind::Poststart,
-            &c.record.state_json(Status::Running),
-        );
+}
+
+/// Reads the fifo to its end: the init's write end closes at execve (close-on-exec) or when it
+/// exits; anything written before is the reason the program did not run.
+fn executed(mut f: File) -> Result<()> {
+    fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).context("exec fifo")?;
+    let mut why = Vec::new();
+    f.read_to_end(&mut why).context("read the exec fifo")?;
+    if !why.is_empty() {
+        bail!("{}", String::from_utf8_lossy(&why));
     }
     Ok(())
 }

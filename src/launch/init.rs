@@ -1,7 +1,9 @@
 //! The container's init, from clone(2) to execve(2): namespaces, rootfs, process environment,
 //! `created`, the wait on the exec fifo, then the user's program. Errors go to the parent over
-//! the sync channel.
+//! the sync channel; after `created`, to `hako start` through the exec fifo.
 
+use std::fs::File;
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
@@ -14,6 +16,7 @@ use nix::unistd::{fork, ForkResult, Gid, Uid};
 
 use super::sync::{Channel, Msg};
 use super::InitConfig;
+use crate::container::Status;
 use crate::hooks::{self, Kind};
 use crate::linux::{capabilities, console, exec, fds, namespaces, rlimits, rootfs, sysctl, user};
 
@@ -97,13 +100,6 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         join_session_keyring();
     }
 
-    chan.send(&Msg::NamespacesReady)?;
-    let state = match chan.recv()? {
-        Some(Msg::Go { state }) => state,
-        Some(Msg::Error { msg }) => bail!("{msg}"),
-        other => bail!("sync: expected Go, got {other:?}"),
-    };
-
     let opts = rootfs::RootfsOptions {
         rootfs: cfg.rootfs,
         no_pivot: cfg.no_pivot,
@@ -125,14 +121,25 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     .context("open /proc/self/fd")?;
     // SAFETY: fresh fd from open(2).
     let fd_dir = unsafe { OwnedFd::from_raw_fd(fd_dir) };
-    if !cfg.ns.has_mount_ns {
-        hooks::run_all(spec, Kind::CreateContainer, &state)?;
-        rootfs::chroot_only(&opts)?;
-    } else {
+    if cfg.ns.has_mount_ns {
         let mounts = rootfs::plan_mounts(spec)?;
         rootfs::prepare(spec, &mounts, &opts)?;
-        hooks::run_all(spec, Kind::CreateContainer, &state)?;
+    }
+    // The runtime's hooks see the mounts made; the old root is still reachable for theirs.
+    chan.send(&Msg::RootfsReady)?;
+    chan.expect(Msg::Go)?;
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    env.extend(cfg.extra_env.iter().cloned());
+    hooks::run_all(
+        spec,
+        Kind::CreateContainer,
+        &own_state(cfg, Status::Creating),
+        Some(&env),
+    )?;
+    if cfg.ns.has_mount_ns {
         rootfs::enter(&opts)?;
+    } else {
+        rootfs::chroot_only(&opts)?;
     }
 
     // The terminal is opened inside the container's devpts.
@@ -181,8 +188,6 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     )?)?;
 
     // Environment and program, resolved in the container's root.
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
-    env.extend(cfg.extra_env.iter().cloned());
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(process.user().uid())));
     }
@@ -213,22 +218,34 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // Nothing of the caller's reaches the program but stdio and the preserved fds.
     fds::cloexec_from(3 + cfg.preserve_fds);
     chan.send(&Msg::Created)?;
-    wait_for_start(&fd_dir, cfg.exec_fifo.as_raw_fd())?;
-    hooks::run_all(spec, Kind::StartContainer, &state)?;
+    let start = wait_for_start(&fd_dir, cfg.exec_fifo.as_raw_fd())?;
+    if let Err(err) = hooks::run_all(
+        spec,
+        Kind::StartContainer,
+        &own_state(cfg, Status::Created),
+        Some(&env),
+    ) {
+        // `hako start` reads the fifo until it closes, at execve (close-on-exec) or at our exit:
+        // what it finds there is why the program did not run.
+        let _ = (&start).write_all(format!("{err:#}").as_bytes());
+        // SAFETY: see main(); the error is reported by `start`, not again here.
+        unsafe { libc::_exit(1) }
+    }
     let err = match program {
         Ok(program) => program.exec(),
         Err(e) => e,
     };
-    // `create` has returned: the container's stderr is the place left to say why.
+    // A program that cannot run is the container's failure, not the runtime's (exit 127 like a
+    // shell): the container's stderr says why.
     eprintln!("hako: {err:#}");
     // SAFETY: see main().
     unsafe { libc::_exit(127) }
 }
 
-/// Blocks until `hako start` opens the fifo for reading. The fifo's O_PATH fd is reopened for
-/// writing through /proc/self/fd as the runtime saw it before pivot_root, so the container
-/// needs no /proc of its own.
-fn wait_for_start(fd_dir: &OwnedFd, fifo: RawFd) -> Result<()> {
+/// Blocks until `hako start` opens the fifo for reading; returns the open write end. The fifo's
+/// O_PATH fd is reopened through /proc/self/fd as the runtime saw it before pivot_root, so the
+/// container needs no /proc of its own.
+fn wait_for_start(fd_dir: &OwnedFd, fifo: RawFd) -> Result<File> {
     let fd = nix::fcntl::openat(
         Some(fd_dir.as_raw_fd()),
         Path::new(&fifo.to_string()),
@@ -237,10 +254,17 @@ fn wait_for_start(fd_dir: &OwnedFd, fifo: RawFd) -> Result<()> {
     )
     .context("open the exec fifo")?;
     // SAFETY: fresh fd from openat(2).
-    let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    use std::io::Write;
+    let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     (&f).write_all(b"0").context("write the exec fifo")?;
-    Ok(())
+    Ok(f)
+}
+
+/// The state for the hooks the init runs in the container's namespaces: the pid is the one the
+/// container sees (runtime.md "State").
+fn own_state(cfg: &InitConfig, status: Status) -> String {
+    let mut record = cfg.record.clone();
+    record.pid = nix::unistd::getpid().as_raw();
+    record.state_json(status)
 }
 
 /// Whether setgroups(2) is allowed (not denied in this user namespace).

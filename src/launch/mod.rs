@@ -1,5 +1,5 @@
 //! Making the container's init: the parent side. clone(2) with the new namespaces (no re-exec
-//! of hako), then drive the handshake: cgroup, id maps, createRuntime hooks, `created`.
+//! of hako), then drive the handshake: cgroup, id maps, prestart/createRuntime hooks, `created`.
 
 pub mod init;
 pub mod sync;
@@ -14,6 +14,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
+use crate::container::Record;
 use crate::linux::namespaces::{self, NamespacePlan};
 use sync::{Channel, Msg};
 
@@ -35,6 +36,8 @@ pub struct InitConfig<'a> {
     /// O_PATH fd of `<root>/<id>/exec.fifo`.
     pub exec_fifo: OwnedFd,
     pub cgroup_path: PathBuf,
+    /// The container's record (pid not yet known): the state the init's own hooks get.
+    pub record: Record,
 }
 
 /// What the parent does at the handshake's points.
@@ -42,9 +45,9 @@ pub trait Handshake {
     /// Right after clone, before the init does anything: put `pid` in the container's cgroup and
     /// record it.
     fn spawned(&mut self, pid: i32) -> Result<()>;
-    /// The init is in its namespaces (its final pid is known): run createRuntime hooks. Returns
-    /// the state JSON handed to the hooks the init runs itself.
-    fn namespaces_ready(&mut self, pid: i32) -> Result<String>;
+    /// The init is in its namespaces with its mounts made, before pivot_root (its final pid is
+    /// known): run the prestart and createRuntime hooks.
+    fn rootfs_ready(&mut self, pid: i32) -> Result<()>;
 }
 
 /// clone(2) with `flags`, fork-like (the child runs on a copy of this stack).
@@ -134,9 +137,9 @@ fn drive(
                     other => bail!("container init: intermediate process ended badly: {other:?}"),
                 }
             }
-            Some(Msg::NamespacesReady) => {
-                let state = parent.namespaces_ready(*pid)?;
-                chan.send(&Msg::Go { state })?;
+            Some(Msg::RootfsReady) => {
+                parent.rootfs_ready(*pid)?;
+                chan.send(&Msg::Go)?;
             }
             Some(Msg::Created) => return Ok(()),
             Some(Msg::Error { msg }) => bail!("{msg}"),

@@ -13,15 +13,16 @@ pub enum Msg {
     Proceed,
     /// The maps of the user namespace the init unshared are written.
     IdMapsWritten,
-    /// createRuntime hooks ran; carries the state JSON for the hooks the init runs.
-    Go { state: String },
+    /// The prestart and createRuntime hooks ran: go on to createContainer and pivot_root.
+    Go,
     // init → parent
     /// The init unshared a user namespace: write its uid/gid maps.
     WriteIdMaps,
     /// The init forked into its pid/time namespace: this is the container's pid (host view).
     Pid { pid: i32 },
-    /// Namespaces exist: time for the createRuntime hooks.
-    NamespacesReady,
+    /// Namespaces exist and the mounts are made, before pivot_root: time for the prestart and
+    /// createRuntime hooks.
+    RootfsReady,
     /// Set up and waiting on the exec fifo.
     Created,
     /// Setup failed; the init exits.
@@ -89,9 +90,9 @@ mod tests {
     fn roundtrip_and_close() {
         let (a, b) = pair().unwrap();
         a.send(&Msg::Pid { pid: 42 }).unwrap();
-        a.send(&Msg::Go { state: "{}".into() }).unwrap();
+        a.send(&Msg::Go).unwrap();
         assert_eq!(b.recv().unwrap(), Some(Msg::Pid { pid: 42 }));
-        b.expect(Msg::Go { state: "{}".into() }).unwrap();
+        b.expect(Msg::Go).unwrap();
         a.send(&Msg::Error { msg: "boom".into() }).unwrap();
         assert_eq!(b.expect(Msg::Created).unwrap_err().to_string(), "boom");
         drop(a);

@@ -8,7 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
+use nix::sys::stat::Mode;
 use oci_spec::runtime::Mount;
 
 /// One `mounts[]` entry as mount(2) calls.
@@ -209,51 +211,96 @@ pub fn open_in_root(root: &OwnedFd, rel: &Path) -> nix::Result<OwnedFd> {
     openat2_in_root(root.as_raw_fd(), rel, libc::O_PATH)
 }
 
+/// `rel` with every symlink resolved as if `root` were / (an absolute target restarts at the
+/// root, `..` stops there), so the result names a place inside the root even when that place
+/// does not exist yet. Used only to create what is missing; every open goes through openat2.
+pub fn resolve_in_root(root: &OwnedFd, rel: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    let mut todo: Vec<std::ffi::OsString> = Vec::new();
+    let push_front = |todo: &mut Vec<std::ffi::OsString>, p: &Path| {
+        for c in p.components().rev() {
+            todo.push(c.as_os_str().to_os_string());
+        }
+    };
+    push_front(&mut todo, rel);
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        match name.to_str() {
+            Some("/") => out.clear(),
+            Some(".") | Some("") => {}
+            Some("..") => {
+                out.pop();
+            }
+            _ => {
+                let candidate = out.join(&name);
+                match nix::fcntl::readlinkat(Some(root.as_raw_fd()), &candidate) {
+                    Ok(target) => {
+                        links += 1;
+                        if links > 40 {
+                            bail!("{}: too many levels of symbolic links", rel.display());
+                        }
+                        push_front(&mut todo, Path::new(&target));
+                    }
+                    Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {
+                        out = candidate
+                    }
+                    Err(e) => return Err(e).with_context(|| candidate.display().to_string()),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Opens `rel` inside `root`, first creating missing directories (and the last component as an
-/// empty file when `file` is true).
+/// empty file when `file` is true), never outside the root.
 pub fn create_in_root(root: &OwnedFd, rel: &Path, file: bool) -> Result<OwnedFd> {
     match open_in_root(root, rel) {
         Ok(fd) => return Ok(fd),
         Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(e.into()),
     }
+    let resolved = resolve_in_root(root, rel)?;
+    let comps: Vec<_> = resolved.components().collect();
     let mut parent = open_in_root(root, Path::new(""))?;
-    let comps: Vec<_> = rel.components().collect();
-    let mut so_far = PathBuf::new();
     for (i, c) in comps.iter().enumerate() {
-        so_far.push(c);
-        match open_in_root(root, &so_far) {
-            Ok(fd) => {
-                parent = fd;
-                continue;
-            }
-            Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let last = i + 1 == comps.len();
         let name = c.as_os_str();
-        // The parent fd is O_PATH: create through its /proc/self/fd path.
-        let at = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd())).join(name);
-        if last && file {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&at)
-                .map(drop)
+        let last = i + 1 == comps.len();
+        let made = if last && file {
+            nix::fcntl::openat(
+                Some(parent.as_raw_fd()),
+                name,
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map(|fd| drop(unsafe_owned(fd)))
         } else {
-            std::fs::create_dir(&at)
+            nix::sys::stat::mkdirat(
+                Some(parent.as_raw_fd()),
+                name,
+                Mode::from_bits_truncate(0o755),
+            )
+        };
+        match made {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e).with_context(|| format!("create {}", resolved.display())),
         }
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
-        parent = open_in_root(root, &so_far)?;
+        // O_NOFOLLOW: a symlink swapped in meanwhile is refused, not followed.
+        let fd = nix::fcntl::openat(
+            Some(parent.as_raw_fd()),
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("open {}", resolved.display()))?;
+        parent = unsafe_owned(fd);
     }
     Ok(parent)
+}
+
+fn unsafe_owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: only called with an fd just returned by a successful open(2)-like call.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 pub fn fd_path(fd: &OwnedFd) -> PathBuf {

@@ -397,12 +397,12 @@ mod tests {
         let spec = Spec::default();
         assert_eq!(
             root_propagation(&spec).unwrap(),
-            MsFlags::MS_SLAVE | MsFlags::MS_REC
+            (MsFlags::MS_SLAVE | MsFlags::MS_REC, None)
         );
         let mut spec = Spec::default();
         let mut linux = spec.linux().clone().unwrap();
         linux.set_rootfs_propagation(Some("sideways".into()));
-        spec.set_linux(Some(linux));
+        spec.set_linux(Some(linux.clone()));
         let err = root_propagation(&spec).unwrap_err().to_string();
         assert!(err.contains("linux.rootfsPropagation"), "{err}");
         linux.set_rootfs_propagation(Some("unbindable".into()));

@@ -191,10 +191,13 @@ fn duplicate_id_is_refused_and_the_first_is_untouched() {
     assert_eq!(env.status(&id), "created");
 }
 
+/// A change that breaks a bundle, and what the error must name.
+type BadCase = (Box<dyn Fn(&Bundle)>, &'static str);
+
 #[test]
 fn bad_input_is_one_clear_error_and_leaves_nothing() {
     let env = Env::new();
-    let cases: Vec<(Box<dyn Fn(&Bundle)>, &str)> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             Box::new(|b| std::fs::remove_file(b.dir.join("config.json")).unwrap()),
             "config.json",

@@ -2,4 +2,5 @@
 //! containers as root, with a unique id and a `--root` of its own.
 
 mod common;
+mod hooks;
 mod lifecycle;
