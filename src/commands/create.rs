@@ -98,6 +98,16 @@ fn build(
     let fifo = c.exec_fifo();
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
         .with_context(|| format!("{}", fifo.display()))?;
+    // The init opens it as the container's root, which a user namespace maps to another uid:
+    // give it to that uid (mkfifo's mode also lost the bits the umask removed).
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))?;
+    let linux = b.spec.linux().as_ref();
+    let (uid, gid) = (
+        host_id_of_root(linux.and_then(|l| l.uid_mappings().as_deref())),
+        host_id_of_root(linux.and_then(|l| l.gid_mappings().as_deref())),
+    );
+    nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
+        .with_context(|| format!("chown {}", fifo.display()))?;
     let listen_fds: u32 = std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -181,6 +191,15 @@ impl Handshake for Parent<'_> {
         hooks::run_all(self.spec, Kind::Prestart, &state, None)?;
         hooks::run_all(self.spec, Kind::CreateRuntime, &state, None)
     }
+}
+
+/// The host id that a user namespace's mappings give to the container's id 0 (0 without one).
+fn host_id_of_root(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> u32 {
+    maps.unwrap_or_default()
+        .iter()
+        .find(|m| m.container_id() == 0)
+        .map(|m| m.host_id())
+        .unwrap_or(0)
 }
 
 /// Writes the pid file atomically, as runc does.

@@ -4,3 +4,4 @@
 mod common;
 mod hooks;
 mod lifecycle;
+mod namespaces;

@@ -1,0 +1,143 @@
+//! config-linux.md "Namespaces" and "User namespace mappings": new namespaces, joined ones, and
+//! id maps, checked through /proc from inside and outside.
+
+use serde_json::json;
+
+use crate::common::*;
+
+fn host_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn every_new_namespace_differs_from_the_hosts() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["sleep", "100"]);
+        for t in ["user", "cgroup", "time"] {
+            set_namespace(c, t, None);
+        }
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    let id = unique_id("allns");
+    let out = env.hako(&["create", "-b", b.path(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    for kind in ["mnt", "uts", "ipc", "net", "pid", "user", "cgroup", "time"] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+        assert_ne!(
+            theirs.to_string_lossy(),
+            host_ns(kind),
+            "{kind} namespace is the host's"
+        );
+    }
+    let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(
+        uid_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+}
+
+#[test]
+fn a_namespace_left_out_is_shared_with_the_host() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["sleep", "100"]);
+        remove_namespace(c, "network");
+        remove_namespace(c, "ipc");
+    });
+    let id = unique_id("sharens");
+    assert!(env.hako(&["create", "-b", b.path(), &id]).status.success());
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    for kind in ["net", "ipc"] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+        assert_eq!(theirs.to_string_lossy(), host_ns(kind));
+    }
+}
+
+#[test]
+fn joining_by_path_shares_another_containers_namespaces() {
+    let env = Env::new();
+    let first = env.bundle(|c| c["process"]["args"] = json!(["sleep", "100"]));
+    let a = unique_id("ns-a");
+    assert!(env
+        .hako(&["create", "-b", first.path(), &a])
+        .status
+        .success());
+    let apid = env.state(&a)["pid"].as_i64().unwrap();
+    let second = env.bundle(|c| {
+        c["process"]["args"] = json!(["sleep", "100"]);
+        set_namespace(c, "network", Some(&format!("/proc/{apid}/ns/net")));
+        set_namespace(c, "pid", Some(&format!("/proc/{apid}/ns/pid")));
+    });
+    let b = unique_id("ns-b");
+    let out = env.hako(&["create", "-b", second.path(), &b]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bpid = env.state(&b)["pid"].as_i64().unwrap();
+    for kind in ["net", "pid"] {
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{bpid}/ns/{kind}")).unwrap(),
+            std::fs::read_link(format!("/proc/{apid}/ns/{kind}")).unwrap(),
+            "{kind} not joined"
+        );
+    }
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{bpid}/ns/uts")).unwrap(),
+        std::fs::read_link(format!("/proc/{apid}/ns/uts")).unwrap()
+    );
+}
+
+#[test]
+fn a_path_of_the_wrong_type_or_missing_is_refused() {
+    let env = Env::new();
+    let b = env.bundle(|c| set_namespace(c, "network", Some("/proc/self/ns/uts")));
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("nstype")]),
+        "is not a net namespace",
+    );
+    let b = env.bundle(|c| set_namespace(c, "ipc", Some("/proc/999999999/ns/ipc")));
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("nsmiss")]),
+        "/proc/999999999/ns/ipc",
+    );
+    assert!(env.ids().is_empty());
+}
+
+#[test]
+fn user_namespace_maps_root_and_the_container_sees_it() {
+    let env = Env::new();
+    let out = env.run_sh(
+        "id -u; cat /proc/self/uid_map /proc/self/gid_map; stat -c %U /bin/busybox",
+        |c| {
+            set_namespace(c, "user", None);
+            c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 2000}]);
+            c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 3000}]);
+        },
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The rootfs belongs to host root, which the container cannot name.
+    let words: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    assert_eq!(
+        words,
+        ["0", "0", "1000", "2000", "0", "1000", "3000", "nobody"]
+    );
+}
+
+#[test]
+fn time_namespace_offsets_apply() {
+    let env = Env::new();
+    let out = env.run_sh("cut -d. -f1 /proc/uptime", |c| {
+        set_namespace(c, "time", None);
+        c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 86400 * 365, "nanosecs": 0}});
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uptime: u64 = stdout(&out).trim().parse().unwrap();
+    assert!(
+        uptime >= 86400 * 365,
+        "uptime {uptime} lacks the boottime offset"
+    );
+}
