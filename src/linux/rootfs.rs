@@ -87,8 +87,14 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
 pub fn prepare(spec: &Spec, plans: &[MountPlan], opts: &RootfsOptions) -> Result<()> {
     let (propagation, _) = root_propagation(spec)?;
     mount(none(), "/", none(), propagation, none())
-        .context("make / a slave mount (rootfsPropagation)")?;
-    // A private parent keeps pivot_root from failing on a shared one (and the host unaffected).
+        .context("config.json: linux.rootfsPropagation: set the propagation of /")?;
+    if propagation.contains(MsFlags::MS_SHARED) {
+        // pivot_root refuses a new root whose parent mount is shared.
+        let parent = opts.rootfs.parent().unwrap_or(Path::new("/"));
+        let mount_point = mount_point_of(parent)?;
+        mount(none(), &mount_point, none(), MsFlags::MS_PRIVATE, none())
+            .with_context(|| format!("make {} private", mount_point.display()))?;
+    }
     mount(
         Some(opts.rootfs),
         opts.rootfs,
@@ -97,9 +103,6 @@ pub fn prepare(spec: &Spec, plans: &[MountPlan], opts: &RootfsOptions) -> Result
         none(),
     )
     .with_context(|| format!("bind rootfs {}", opts.rootfs.display()))?;
-    if propagation.intersects(MsFlags::MS_SHARED) {
-        mount(none(), opts.rootfs, none(), propagation, none()).context("rootfsPropagation")?;
-    }
     let root = open_dir(opts.rootfs)?;
     for m in plans {
         if m.fstype == "cgroup" && !m.is_bind {
@@ -231,6 +234,18 @@ fn readonly_path(path: &Path) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | mounts::locked_flags(path);
     mount(none(), path, none(), flags, none())?;
     Ok(())
+}
+
+/// The mount point of the mount holding `path` (the longest mount point that is its prefix).
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .map(PathBuf::from)
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/")))
 }
 
 /// A host cgroup hierarchy: its mount point and the super options naming its controllers.
