@@ -18,7 +18,9 @@ use super::sync::{Channel, Msg};
 use super::InitConfig;
 use crate::container::Status;
 use crate::hooks::{self, Kind};
-use crate::linux::{capabilities, console, exec, fds, namespaces, rlimits, rootfs, sysctl, user};
+use crate::linux::{
+    capabilities, console, exec, fds, namespaces, rlimits, rootfs, sched, sysctl, user,
+};
 
 /// The init's entry point; never returns.
 pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
@@ -154,6 +156,16 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         let slave = console::setup(sock.as_raw_fd(), size)?;
         console::bind_dev_console(&slave)?;
     }
+    let has_ns = |name: &str| {
+        linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|list| list.iter().any(|n| n.typ().to_string() == name))
+    };
+    // Before readonlyPaths, which usually include /proc/sys.
+    sysctl::apply(&sysctl::plan(
+        linux.and_then(|l| l.sysctl().as_ref()),
+        has_ns,
+    )?)?;
     if cfg.ns.has_mount_ns {
         rootfs::finish(spec)?;
     }
@@ -170,15 +182,6 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         }
         set_domainname(d)?;
     }
-    let has_ns = |name: &str| {
-        linux
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|list| list.iter().any(|n| n.typ().to_string() == name))
-    };
-    sysctl::apply(&sysctl::plan(
-        linux.and_then(|l| l.sysctl().as_ref()),
-        has_ns,
-    )?)?;
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .context("config.json: process.oomScoreAdj")?;
@@ -186,6 +189,20 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     rlimits::apply(&rlimits::plan(
         process.rlimits().as_deref().unwrap_or_default(),
     )?)?;
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        sched::apply_personality(sched::plan_personality(p)?)?;
+    }
+    if let Some(s) = process.scheduler() {
+        sched::apply_scheduler(&sched::plan_scheduler(s))?;
+    }
+    if let Some(p) = process.io_priority() {
+        sched::apply_io_priority(sched::plan_io_priority(p)?)?;
+    }
+    if let Some(a) = process.exec_cpu_affinity() {
+        if let Some(cpus) = sched::plan_affinity(a)? {
+            sched::apply_affinity(&cpus)?;
+        }
+    }
 
     // Environment and program, resolved in the container's root.
     if !env.iter().any(|e| e.starts_with("HOME=")) {

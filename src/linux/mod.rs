@@ -9,5 +9,6 @@ pub mod mounts;
 pub mod namespaces;
 pub mod rlimits;
 pub mod rootfs;
+pub mod sched;
 pub mod sysctl;
 pub mod user;

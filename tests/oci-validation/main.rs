@@ -5,3 +5,5 @@ mod common;
 mod hooks;
 mod lifecycle;
 mod namespaces;
+mod process;
+mod rootfs;

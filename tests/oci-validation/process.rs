@@ -1,0 +1,144 @@
+//! config.md "Process": args and PATH lookup, env, cwd, user, rlimits, capabilities,
+//! noNewPrivileges, oomScoreAdj, scheduler, ioPriority, personality.
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[test]
+fn user_groups_umask_cwd_and_env() {
+    let env = Env::new();
+    let out = env.run_sh("id -u; id -g; id -G; umask; pwd; echo $GREETING", |c| {
+        c["process"]["user"] = json!({"uid": 10, "gid": 20, "additionalGids": [5, 6], "umask": 63});
+        c["process"]["cwd"] = json!("/work/dir");
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("GREETING=hello"));
+    });
+    assert_eq!(
+        stdout(&out),
+        "10\n20\n20 5 6\n0077\n/work/dir\nhello\n",
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn rlimits_are_set_and_bad_ones_named() {
+    let env = Env::new();
+    let out = env.run_sh("ulimit -n; ulimit -Hn; ulimit -c", |c| {
+        c["process"]["rlimits"] = json!([
+            {"type": "RLIMIT_NOFILE", "soft": 3000, "hard": 4000},
+            {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
+        ]);
+    });
+    assert_eq!(stdout(&out), "3000\n4000\n0\n", "{}", stderr(&out));
+    let b = env.bundle(|c| {
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}])
+    });
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("rl")]),
+        "process.rlimits[0].type",
+    );
+    let b = env.bundle(|c| {
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 30000}])
+    });
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("rl")]),
+        "RLIMIT_NOFILE",
+    );
+}
+
+#[test]
+fn capabilities_five_sets_and_unknown_names() {
+    let env = Env::new();
+    let out = env.run_sh("grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status | cut -f2 | tr '\\n' ' '", |c| {
+        let kill = json!(["CAP_KILL"]);
+        let two = json!(["CAP_KILL", "CAP_CHOWN"]);
+        c["process"]["capabilities"] = json!({
+            "bounding": two, "permitted": two, "effective": kill, "inheritable": kill, "ambient": kill
+        });
+        c["process"]["noNewPrivileges"] = json!(false);
+    });
+    // CAP_CHOWN = bit 0, CAP_KILL = bit 5. execve as uid 0 makes permitted the inheritable
+    // and bounding sets, and effective all of permitted (capabilities(7)), as under runc.
+    assert_eq!(
+        stdout(&out),
+        "0000000000000020 0000000000000021 0000000000000021 0000000000000021 0000000000000020 ",
+        "{}",
+        stderr(&out)
+    );
+    let b = env.bundle(|c| c["process"]["capabilities"]["bounding"] = json!(["CAP_TEST"]));
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("cap")]),
+        "process.capabilities.bounding",
+    );
+}
+
+#[test]
+fn non_root_user_keeps_its_capabilities() {
+    let env = Env::new();
+    let out = env.run_sh("grep -E '^Cap(Eff|Amb)' /proc/self/status | cut -f2 | tr '\\n' ' '", |c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        let kill = json!(["CAP_KILL"]);
+        c["process"]["capabilities"] = json!({
+            "bounding": kill, "permitted": kill, "effective": kill, "inheritable": kill, "ambient": kill
+        });
+    });
+    assert_eq!(
+        stdout(&out),
+        "0000000000000020 0000000000000020 ",
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn oom_score_adj_scheduler_io_priority_personality() {
+    let env = Env::new();
+    let out = env.run_sh(
+        "cat /proc/self/oom_score_adj; grep '^policy' /proc/self/sched | tr -d ' '; \
+         cut -d' ' -f19 /proc/self/stat; ionice -p $$; uname -m",
+        |c| {
+            c["process"]["oomScoreAdj"] = json!(250);
+            c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 3});
+            c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+            c["linux"]["personality"] = json!({"domain": "LINUX32"});
+        },
+    );
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"250"), "{text} {}", stderr(&out));
+    // policy 3 is SCHED_BATCH; field 19 of stat is the nice value.
+    assert_eq!(lines[1..4], ["policy:3", "3", "idle"], "{text}");
+    assert_eq!(lines.last(), Some(&"i686"), "{text}");
+}
+
+#[test]
+fn program_is_found_on_the_containers_path() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["hello-tool"]);
+        c["process"]["env"] = json!(["PATH=/opt/tools"]);
+    });
+    std::fs::create_dir_all(b.rootfs().join("opt/tools")).unwrap();
+    std::fs::write(
+        b.rootfs().join("opt/tools/hello-tool"),
+        "#!/bin/sh\necho found me\n",
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(b.rootfs().join("opt/tools/hello-tool"))
+            .unwrap()
+            .permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(
+        b.rootfs().join("opt/tools/hello-tool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = env.hako(&["run", "-b", b.path(), &unique_id("path")]);
+    assert_eq!(stdout(&out), "found me\n", "{}", stderr(&out));
+}

@@ -1,0 +1,183 @@
+//! config.md "Root", "Mounts"; config-linux.md devices, maskedPaths, readonlyPaths,
+//! rootfsPropagation, sysctl; runtime-linux.md default symlinks — checked from inside.
+
+use serde_json::json;
+
+use crate::common::*;
+
+fn add_mount(c: &mut serde_json::Value, m: serde_json::Value) {
+    c["mounts"].as_array_mut().unwrap().push(m);
+}
+
+#[test]
+fn runc_default_spec_is_locked_down() {
+    let env = Env::new();
+    // The default spec as `hako spec` writes it (readonly root, masked and read-only paths).
+    let out = env.run_sh(
+        "cat /proc/kcore 2>/dev/null | wc -c; ls -A /sys/firmware | wc -l; \
+         (echo x > /proc/sys/kernel/domainname) 2>&1 | grep -c Read-only; \
+         grep -E '^(CapEff|NoNewPrivs)' /proc/self/status | tr -s '\\t' ' '; \
+         touch /x 2>/dev/null && echo writable || echo read-only",
+        |c| c["root"]["readonly"] = json!(true),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "0\n0\n1\nCapEff: 0000000020000420\nNoNewPrivs: 1\nread-only\n",
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_symlink_to_a_host_directory_does_not_lead_a_mount_out() {
+    let env = Env::new();
+    let host_dir = env.dir.path().join("host-dir");
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::write(host_dir.join("keep"), "host data").unwrap();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["sh", "-c", "echo inside > /evil/file; ls /evil"]);
+        add_mount(
+            c,
+            json!({"destination": "/evil", "type": "tmpfs", "source": "tmpfs"}),
+        );
+    });
+    std::os::unix::fs::symlink(&host_dir, b.rootfs().join("evil")).unwrap();
+    let out = env.hako(&["run", "-b", b.path(), &unique_id("evil")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "file\n",
+        "the tmpfs was not what /evil showed"
+    );
+    let entries: Vec<_> = std::fs::read_dir(&host_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["keep"], "the host directory changed");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(host_dir.to_str().unwrap()),
+        "a mount landed on the host"
+    );
+}
+
+#[test]
+fn only_stdio_reaches_the_container() {
+    let env = Env::new();
+    let b = env
+        .bundle(|c| c["process"]["args"] = json!(["sh", "-c", "ls /proc/self/fd | tr '\\n' ' '"]));
+    let script = format!(
+        "exec 3</dev/null 4</dev/null 5</dev/null; exec {HAKO} --root {} run -b {} {}",
+        env.root.display(),
+        b.path(),
+        unique_id("fds")
+    );
+    let out = output_via_files(std::process::Command::new("sh").args(["-c", &script]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 0 1 2 and the directory ls reads.
+    assert_eq!(stdout(&out), "0 1 2 3 ");
+}
+
+#[test]
+fn bind_mounts_honour_ro_and_tmpfs_options() {
+    let env = Env::new();
+    let src = env.dir.path().join("data");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "payload").unwrap();
+    let out = env.run_sh(
+        "cat /data/f; echo; touch /data/g 2>/dev/null && echo rw || echo ro; \
+         grep ' /scratch ' /proc/self/mountinfo | grep -o 'nosuid,nodev' ; \
+         stat -c %a /scratch",
+        |c| {
+            add_mount(c, json!({"destination": "/data", "type": "bind", "source": src, "options": ["rbind", "ro"]}));
+            add_mount(c, json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1770"]}));
+        },
+    );
+    assert_eq!(
+        stdout(&out),
+        "payload\nro\nnosuid,nodev\n1770\n",
+        "{}",
+        stderr(&out)
+    );
+    assert!(!src.join("g").exists());
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["sh", "-c", "ls -A /secret | wc -l; cat /file-secret | wc -c; echo x > /ro/f 2>/dev/null && echo writable || echo read-only; cat /ro/f"]);
+        c["linux"]["maskedPaths"] = json!(["/secret", "/file-secret", "/does-not-exist"]);
+        c["linux"]["readonlyPaths"] = json!(["/ro"]);
+    });
+    std::fs::create_dir_all(b.rootfs().join("secret")).unwrap();
+    std::fs::write(b.rootfs().join("secret/file"), "s3cret").unwrap();
+    std::fs::write(b.rootfs().join("file-secret"), "s3cret").unwrap();
+    std::fs::create_dir_all(b.rootfs().join("ro")).unwrap();
+    std::fs::write(b.rootfs().join("ro/f"), "orig\n").unwrap();
+    let out = env.hako(&["run", "-b", b.path(), &unique_id("mask")]);
+    assert_eq!(stdout(&out), "0\n0\nread-only\norig\n", "{}", stderr(&out));
+    let b = env.bundle(|c| c["linux"]["maskedPaths"] = json!(["relative/path"]));
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("maskrel")]),
+        "linux.maskedPaths[0]",
+    );
+}
+
+#[test]
+fn default_devices_symlinks_and_configured_devices() {
+    let env = Env::new();
+    let out = env.run_sh(
+        "for d in null zero full random urandom tty; do stat -c '%n %t:%T %a' /dev/$d; done; \
+         for l in fd stdin stdout stderr ptmx; do echo \"$l -> $(readlink /dev/$l)\"; done; \
+         stat -c '%n %F %t:%T %a %u:%g' /dev/fuse /dev/myfifo",
+        |c| {
+            c["linux"]["devices"] = json!([
+                {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 432, "uid": 7, "gid": 8},
+                {"path": "/dev/myfifo", "type": "p", "major": 0, "minor": 0, "fileMode": 416}
+            ]);
+        },
+    );
+    let expected = "/dev/null 1:3 666\n/dev/zero 1:5 666\n/dev/full 1:7 666\n/dev/random 1:8 666\n\
+/dev/urandom 1:9 666\n/dev/tty 5:0 666\nfd -> /proc/self/fd\nstdin -> /proc/self/fd/0\n\
+stdout -> /proc/self/fd/1\nstderr -> /proc/self/fd/2\nptmx -> pts/ptmx\n\
+/dev/fuse character special file a:e5 660 7:8\n/dev/myfifo fifo 0:0 640 0:0\n";
+    assert_eq!(stdout(&out), expected, "{}", stderr(&out));
+}
+
+#[test]
+fn sysctl_is_written_and_host_keys_refused() {
+    let env = Env::new();
+    let out = env.run_sh(
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni",
+        |c| {
+            c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"});
+        },
+    );
+    assert_eq!(stdout(&out), "1\n1234\n", "{}", stderr(&out));
+    let b = env.bundle(|c| c["linux"]["sysctl"] = json!({"vm.swappiness": "1"}));
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("sysctl")]),
+        "linux.sysctl.vm.swappiness",
+    );
+}
+
+#[test]
+fn rootfs_propagation_shared_reaches_a_recursive_bind() {
+    let env = Env::new();
+    let out = env.run_sh(
+        "mkdir -p /target /src /dst; touch /src/marker; mount --rbind / /target && \
+         mount --bind /src /dst && ls /target/dst",
+        |c| {
+            c["linux"]["rootfsPropagation"] = json!("shared");
+            for set in ["bounding", "effective", "permitted"] {
+                c["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("CAP_SYS_ADMIN"));
+            }
+        },
+    );
+    assert_eq!(stdout(&out), "marker\n", "{}", stderr(&out));
+}
