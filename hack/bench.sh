@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of hako and runc on the same busybox bundle (hyperfine, one run):
+#   run     `run` of /bin/true (create + start + wait + delete)
+#   cycle   create, start, delete of a short-lived process as separate commands
+# Prints hyperfine's table and the runc/hako ratios. Needs: hyperfine, runc, busybox-static.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then echo "bench.sh: run as root" >&2; exit 1; fi
+missing=()
+command -v hyperfine >/dev/null || missing+=(hyperfine)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /bin/busybox ] || missing+=(busybox-static)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cargo build --release --quiet
+hako=$PWD/target/release/hako
+runs=${RUNS:-50}
+work=$(mktemp -d /tmp/hako-bench.XXXXXX)
+trap 'hako_cleanup; rm -rf "$work"' EXIT
+hako_cleanup() { "$hako" --root "$work/hako" delete -f b 2>/dev/null || true; runc --root "$work/runc" delete -f b 2>/dev/null || true; }
+hack/mkbundle.sh "$work/bundle" "$hako"
+python3 - "$work/bundle/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["process"]["args"] = ["true"]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+cd "$work/bundle"
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/run.json" \
+  -n "hako run" "$hako --root $work/hako run b" \
+  -n "runc run" "runc --root $work/runc run b"
+hyperfine --warmup 5 --runs "$runs" --export-json "$work/cycle.json" \
+  -n "hako create+start+delete" "$hako --root $work/hako create b && $hako --root $work/hako start b && $hako --root $work/hako delete -f b" \
+  -n "runc create+start+delete" "runc --root $work/runc create b && runc --root $work/runc start b && runc --root $work/runc delete -f b"
+python3 - "$work/run.json" "$work/cycle.json" <<'PY'
+import json, sys
+for path in sys.argv[1:]:
+    r = {x["command"]: x for x in json.load(open(path))["results"]}
+    (h, hv), (c, cv) = [(k, v) for k, v in r.items()]
+    print(f"{h:28s} {hv['mean']*1000:8.2f} ms ± {hv['stddev']*1000:.2f}")
+    print(f"{c:28s} {cv['mean']*1000:8.2f} ms ± {cv['stddev']*1000:.2f}")
+    print(f"  runc/hako = {cv['mean']/hv['mean']:.2f}x")
+PY
