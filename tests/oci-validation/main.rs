@@ -2,6 +2,7 @@
 //! containers as root, with a unique id and a `--root` of its own.
 
 mod common;
+mod console;
 mod hooks;
 mod lifecycle;
 mod namespaces;
