@@ -130,6 +130,7 @@ fn build(
         console_socket: parts.console_socket,
         exec_fifo: launch::open_fifo_path(&fifo)?,
         cgroup_path: c.record.cgroup_path.clone(),
+        idmaps: idmapped_mounts(&b.spec)?,
         record: c.record.clone(),
     };
     let mut parent = Parent {
@@ -191,6 +192,17 @@ impl Handshake for Parent<'_> {
         hooks::run_all(self.spec, Kind::Prestart, &state, None)?;
         hooks::run_all(self.spec, Kind::CreateRuntime, &state, None)
     }
+}
+
+/// A user namespace for each idmapped mount (one with uidMappings or gidMappings).
+fn idmapped_mounts(spec: &oci_spec::runtime::Spec) -> Result<Vec<(usize, OwnedFd)>> {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, m)| m.uid_mappings().is_some() || m.gid_mappings().is_some())
+        .map(|(i, m)| Ok((i, crate::linux::idmap::userns_for(i, m)?)))
+        .collect()
 }
 
 /// The host id that a user namespace's mappings give to the container's id 0 (0 without one).

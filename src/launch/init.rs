@@ -52,6 +52,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     keep.extend([chan.raw_fd(), cfg.exec_fifo.as_raw_fd()]);
     keep.extend(cfg.console_socket.as_ref().map(|s| s.as_raw_fd()));
     keep.extend(cfg.joins.iter().map(|(fd, _)| fd.as_raw_fd()));
+    keep.extend(cfg.idmaps.iter().map(|(_, fd)| fd.as_raw_fd()));
     fds::close_all_except(&keep);
 
     let spec = cfg.spec;
@@ -113,6 +114,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
                     .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
             }),
         cgroup_path: &cfg.cgroup_path,
+        idmaps: &cfg.idmaps,
     };
     // Opened before the root changes; close-on-exec, and the init is not dumpable meanwhile.
     let fd_dir = nix::fcntl::open(

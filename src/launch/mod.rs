@@ -36,6 +36,8 @@ pub struct InitConfig<'a> {
     /// O_PATH fd of `<root>/<id>/exec.fifo`.
     pub exec_fifo: OwnedFd,
     pub cgroup_path: PathBuf,
+    /// User namespaces with the idmaps of idmapped mounts, by `mounts[]` index.
+    pub idmaps: Vec<(usize, OwnedFd)>,
     /// The container's record (pid not yet known): the state the init's own hooks get.
     pub record: Record,
 }

@@ -5,6 +5,7 @@ pub mod console;
 pub mod devices;
 pub mod exec;
 pub mod fds;
+pub mod idmap;
 pub mod mounts;
 pub mod namespaces;
 pub mod rlimits;

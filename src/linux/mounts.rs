@@ -312,7 +312,12 @@ fn none() -> Option<&'static str> {
 }
 
 /// Applies one planned mount under the rootfs (before pivot_root).
-pub fn apply(root: &OwnedFd, m: &MountPlan, in_userns: bool) -> Result<()> {
+pub fn apply(
+    root: &OwnedFd,
+    m: &MountPlan,
+    in_userns: bool,
+    idmap: Option<&OwnedFd>,
+) -> Result<()> {
     let field = m.field();
     let rel = relative(&m.destination);
     let src_is_file = m.is_bind
@@ -334,7 +339,10 @@ pub fn apply(root: &OwnedFd, m: &MountPlan, in_userns: bool) -> Result<()> {
     let target = fd_path(&dest);
     let ctx = || format!("{field}: mount {} on {}", m.fstype, m.destination.display());
     let data = (!m.data.is_empty()).then_some(m.data.as_str());
-    if m.is_bind {
+    if let (true, Some(userns), Some(src)) = (m.is_bind, idmap, m.source.as_deref()) {
+        let recursive = m.flags.contains(MsFlags::MS_REC);
+        super::idmap::bind(src, &dest, userns, recursive).with_context(ctx)?;
+    } else if m.is_bind {
         mount(m.source.as_deref(), &target, none(), m.flags, none()).with_context(ctx)?;
     } else {
         let source = m.source.as_deref().unwrap_or(Path::new(&m.fstype));

@@ -23,6 +23,8 @@ pub struct RootfsOptions<'a> {
     pub has_cgroup_ns: bool,
     /// The container's cgroup path (for binding v1 hierarchies when there is no cgroup ns).
     pub cgroup_path: &'a Path,
+    /// User namespaces holding the idmaps of idmapped mounts, by `mounts[]` index.
+    pub idmaps: &'a [(usize, OwnedFd)],
 }
 
 /// `linux.rootfsPropagation` as (the propagation of the runtime's / in the new mount namespace
@@ -108,7 +110,12 @@ pub fn prepare(spec: &Spec, plans: &[MountPlan], opts: &RootfsOptions) -> Result
         if m.fstype == "cgroup" && !m.is_bind {
             mount_cgroup(&root, m, opts)?;
         } else {
-            mounts::apply(&root, m, opts.in_userns)?;
+            let idmap = opts
+                .idmaps
+                .iter()
+                .find(|(i, _)| *i == m.index)
+                .map(|(_, fd)| fd);
+            mounts::apply(&root, m, opts.in_userns, idmap)?;
         }
     }
     let dev_is_bound = plans

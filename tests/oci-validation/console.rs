@@ -26,7 +26,13 @@ fn the_pty_master_reaches_the_console_socket() {
         let mut name = [0u8; 64];
         let mut iov = [IoSliceMut::new(&mut name)];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(std::os::fd::AsRawFd::as_raw_fd(&conn), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+        let msg = recvmsg::<()>(
+            std::os::fd::AsRawFd::as_raw_fd(&conn),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
         let fd = msg
             .cmsgs()
             .unwrap()
@@ -48,7 +54,14 @@ fn the_pty_master_reaches_the_console_socket() {
         }
         String::from_utf8_lossy(&out).into_owned()
     });
-    let out = env.hako(&["create", "--console-socket", sock_path.to_str().unwrap(), "-b", b.path(), &id]);
+    let out = env.hako(&[
+        "create",
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        "-b",
+        b.path(),
+        &id,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(env.hako(&["start", &id]).status.success());
     let text = receiver.join().unwrap().replace('\r', "");
@@ -59,6 +72,9 @@ fn the_pty_master_reaches_the_console_socket() {
 fn terminal_without_console_socket_is_refused() {
     let env = Env::new();
     let b = env.bundle(|c| c["process"]["terminal"] = json!(true));
-    assert_error(&env.hako(&["create", "-b", b.path(), &unique_id("tty")]), "--console-socket");
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("tty")]),
+        "--console-socket",
+    );
     assert!(env.ids().is_empty());
 }

@@ -181,3 +181,29 @@ fn rootfs_propagation_shared_reaches_a_recursive_bind() {
     );
     assert_eq!(stdout(&out), "marker\n", "{}", stderr(&out));
 }
+
+#[test]
+fn idmapped_bind_mount_shows_mapped_owners() {
+    let env = Env::new();
+    let src = env.dir.path().join("owned");
+    std::fs::create_dir(&src).unwrap();
+    // Owned by 0 on disk; the mount shows on-disk 0 as 1000 (containerID → hostID).
+    std::fs::write(src.join("f"), "x").unwrap();
+    let out = env.run_sh("stat -c '%u:%g' /idm/f", |c| {
+        add_mount(
+            c,
+            json!({
+                "destination": "/idm", "type": "bind", "source": src, "options": ["bind"],
+                "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+            }),
+        );
+    });
+    assert_eq!(stdout(&out), "1000:1000\n", "{}", stderr(&out));
+    assert_eq!(
+        std::fs::metadata(src.join("f"))
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap(),
+        0
+    );
+}
