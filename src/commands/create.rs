@@ -17,11 +17,12 @@ use crate::linux::namespaces;
 use crate::trace;
 
 pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
-    create(g, args).map(drop)
+    create(g, args, None).map(drop)
 }
 
-/// Creates the container; on failure nothing is left behind.
-pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
+/// Creates the container; on failure nothing is left behind. `own_console` is a connected
+/// socket to use instead of `--console-socket` (`run` relays the terminal itself).
+pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Result<Container> {
     container::validate_id(&args.id)?;
     let b = bundle::load(&args.bundle)?;
     trace::phase("config.json loaded and checked");
@@ -36,15 +37,16 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    if terminal && args.console_socket.is_none() {
-        bail!("config.json: process.terminal is true: --console-socket is required");
-    }
-    let console_socket = match &args.console_socket {
-        Some(path) if terminal => Some(OwnedFd::from(
+    let console_socket = match (&args.console_socket, own_console) {
+        _ if !terminal => None,
+        (Some(path), _) => Some(OwnedFd::from(
             UnixStream::connect(path)
                 .with_context(|| format!("--console-socket {}", path.display()))?,
         )),
-        _ => None,
+        (None, Some(fd)) => Some(fd),
+        (None, None) => {
+            bail!("config.json: process.terminal is true: --console-socket is required")
+        }
     };
     let cgroup_path = cgroups::resolve_path(&b.spec, &args.id, g.systemd_cgroup)?;
     let record = Record {

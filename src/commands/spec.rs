@@ -16,6 +16,7 @@ pub fn default_spec(rootless: bool) -> Spec {
         Spec::default()
     };
     spec.set_version("1.3.0".to_string());
+    spec.set_hostname(Some("hako".to_string()));
     if let Some(mut p) = spec.process().clone() {
         p.set_terminal(Some(true));
         p.set_args(Some(vec!["sh".to_string()]));

@@ -77,3 +77,64 @@ pub fn bind_dev_console(slave_path: &str) -> Result<()> {
     .context("bind the pty over /dev/console")?;
     Ok(())
 }
+
+/// Receives one fd sent with SCM_RIGHTS (the pty master, for `run` with a terminal).
+pub fn recv_fd(socket: RawFd) -> Result<OwnedFd> {
+    let mut name = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg =
+        nix::sys::socket::recvmsg::<()>(socket, &mut iov, Some(&mut space), MsgFlags::empty())
+            .context("receive the pty master")?;
+    for c in msg.cmsgs().context("receive the pty master")? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel installed this fd in our table for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    anyhow::bail!("the container's init sent no pty master")
+}
+
+/// A terminal put in raw mode; restored when dropped.
+pub struct RawMode {
+    fd: RawFd,
+    saved: nix::sys::termios::Termios,
+}
+
+/// Raw mode on `fd` when it is a terminal (keys go to the container as typed).
+pub fn raw_mode(fd: RawFd) -> Option<RawMode> {
+    // SAFETY: fd is one of our stdio descriptors, open for the whole of `run`.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let saved = nix::sys::termios::tcgetattr(borrowed).ok()?;
+    let mut raw = saved.clone();
+    nix::sys::termios::cfmakeraw(&mut raw);
+    nix::sys::termios::tcsetattr(borrowed, nix::sys::termios::SetArg::TCSANOW, &raw).ok()?;
+    Some(RawMode { fd, saved })
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: as in raw_mode.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        let _ =
+            nix::sys::termios::tcsetattr(borrowed, nix::sys::termios::SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Copies the window size of terminal `from` to `to` (ignored when `from` is no terminal).
+pub fn copy_winsize(from: RawFd, to: RawFd) {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize; TIOCSWINSZ reads one; both to valid memory.
+    unsafe {
+        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(to, libc::TIOCSWINSZ, &ws);
+        }
+    }
+}

@@ -78,3 +78,21 @@ fn terminal_without_console_socket_is_refused() {
     );
     assert!(env.ids().is_empty());
 }
+
+#[test]
+fn run_relays_the_terminal_itself_without_a_console_socket() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["args"] = json!(["sh", "-c", "tty; read line; echo got $line; exit 4"]);
+    });
+    let id = unique_id("runtty");
+    let mut cmd = env.command(&["run", "-b", b.path(), &id]);
+    std::fs::write(env.dir.path().join("in"), "hello\n").unwrap();
+    cmd.stdin(std::fs::File::open(env.dir.path().join("in")).unwrap());
+    let out = output_via_files(&mut cmd);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let text = stdout(&out).replace('\r', "");
+    assert!(text.starts_with("/dev/pts/0\n"), "{text:?}");
+    assert!(text.ends_with("got hello\n"), "{text:?}");
+}
