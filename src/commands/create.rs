@@ -45,6 +45,9 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
         _ => None,
     };
     let cgroup_path = cgroups::resolve_path(&b.spec, &args.id, g.systemd_cgroup)?;
+    // Checked before the record exists: a failed create must not remove a cgroup in use.
+    let cgroup = Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?;
+    cgroup.ensure_unused()?;
     let record = Record {
         oci_version: b.spec.version().clone(),
         id: args.id.clone(),
@@ -61,7 +64,7 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
         own_pid_ns: ns.has_pid_ns,
     };
     let mut c = Container::reserve(&g.root, record)?;
-    let result = build(g, args, &b, &mut c, ns, joins, console_socket);
+    let result = build(g, args, &b, &mut c, &cgroup, ns, joins, console_socket);
     if let Err(e) = result {
         super::delete::destroy(&c, false);
         return Err(e);
@@ -74,6 +77,7 @@ fn build(
     args: &CreateArgs,
     b: &Bundle,
     c: &mut Container,
+    cgroup: &Cgroup,
     ns: namespaces::NamespacePlan,
     joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     console_socket: Option<OwnedFd>,
@@ -91,7 +95,6 @@ fn build(
         extra_env.push(format!("LISTEN_FDS={listen_fds}"));
         extra_env.push("LISTEN_PID=1".to_string());
     }
-    let cgroup = Cgroup::open(&c.record.cgroup_path, c.record.systemd_cgroup, &c.record.id)?;
     let cfg = InitConfig {
         spec: &b.spec,
         rootfs: &b.rootfs,
@@ -108,7 +111,7 @@ fn build(
     };
     let mut parent = Parent {
         c,
-        cgroup: &cgroup,
+        cgroup,
         spec: &b.spec,
     };
     let pid = launch::spawn_init(&cfg, &mut parent)?;
@@ -135,15 +138,14 @@ impl Handshake for Parent<'_> {
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
         self.cgroup.add_task(pid)?;
-        if let Some(resources) = self
+        // Even without linux.resources the device rules apply (deny all but the defaults).
+        let resources = self
             .spec
             .linux()
             .as_ref()
-            .and_then(|l| l.resources().as_ref())
-        {
-            self.cgroup.apply(resources)?;
-        }
-        Ok(())
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
+        self.cgroup.apply(&resources)
     }
 
     fn namespaces_ready(&mut self, pid: i32) -> Result<String> {

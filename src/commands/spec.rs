@@ -42,7 +42,7 @@ mod tests {
         let text = serde_json::to_string(&default_spec(false)).unwrap();
         let spec = crate::bundle::parse_config(&text, "config.json").unwrap();
         let p = spec.process().as_ref().unwrap();
-        assert_eq!(p.terminal(), &Some(true));
+        assert_eq!(p.terminal(), Some(true));
         assert_eq!(p.args().as_ref().unwrap(), &vec!["sh".to_string()]);
         assert!(spec
             .linux()
