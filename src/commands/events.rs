@@ -50,19 +50,17 @@ pub fn run(g: &Global, id: &str, once: bool, interval: &str) -> Result<()> {
         // Wake for an OOM, the next stats line, or (at least each second) to see if it stopped.
         let wait = (next - Instant::now()).min(Duration::from_secs(1));
         let wait = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
-        let ready = {
+        {
             let mut fds = [PollFd::new(oom.fd(), oom.poll_flags())];
-            poll(&mut fds, wait)? > 0
-        };
-        if ready {
-            for _ in 0..oom.take()? {
-                let ev: Event<'_, ()> = Event {
-                    typ: "oom",
-                    id,
-                    data: None,
-                };
-                emit(&serde_json::to_string(&ev)?)?;
-            }
+            poll(&mut fds, wait)?;
+        }
+        for _ in 0..oom.take()? {
+            let ev: Event<'_, ()> = Event {
+                typ: "oom",
+                id,
+                data: None,
+            };
+            emit(&serde_json::to_string(&ev)?)?;
         }
     }
     Ok(())
