@@ -45,9 +45,7 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
         _ => None,
     };
     let cgroup_path = cgroups::resolve_path(&b.spec, &args.id, g.systemd_cgroup)?;
-    // Checked before the record exists: a failed create must not remove a cgroup in use.
     let cgroup = Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?;
-    cgroup.ensure_unused()?;
     let record = Record {
         oci_version: b.spec.version().clone(),
         id: args.id.clone(),
@@ -63,6 +61,12 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
         systemd_cgroup: g.systemd_cgroup,
         own_pid_ns: ns.has_pid_ns,
     };
+    // A cgroup in use is not ours: refused before the record (which delete --force would
+    // clean up) names it. A taken id is the first thing to report, though.
+    if g.root.join(&args.id).exists() {
+        bail!("container {:?} already exists", args.id);
+    }
+    cgroup.ensure_unused()?;
     let mut c = Container::reserve(&g.root, record)?;
     let result = build(g, args, &b, &mut c, &cgroup, ns, joins, console_socket);
     if let Err(e) = result {

@@ -569,5 +569,15 @@ fn what_the_host_cannot_apply_is_a_clear_error() {
     assert_error(&out, "linux.resources.devices[0].type");
     let out = create(&|c| c["linux"]["resources"]["memory"] = json!({"swappiness": 101}));
     assert_error(&out, "linux.resources.memory");
+    // The systemd driver: v2 only in hako, and this is a v1 host.
+    let b = env.bundle(|c| c["linux"]["cgroupsPath"] = json!("system.slice:hako:x"));
+    let out = env.hako(&[
+        "--systemd-cgroup",
+        "create",
+        "-b",
+        b.path(),
+        &unique_id("sd"),
+    ]);
+    assert_error(&out, "--systemd-cgroup");
     assert!(env.ids().is_empty(), "a failed create left {:?}", env.ids());
 }
