@@ -95,7 +95,7 @@ pub enum Command {
     /// Resume the processes of a paused container
     Resume { id: String },
     /// Change the resource limits of a running container
-    Update(UpdateArgs),
+    Update(Box<UpdateArgs>),
     /// Print the container's resource statistics and OOM events as JSON lines
     Events {
         /// Print the statistics once and exit

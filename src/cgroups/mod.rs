@@ -241,9 +241,9 @@ impl Cgroup {
 
     fn apply_live(&self, r: &LinuxResources) -> Result<()> {
         let parts = [
-            ("memory", only(|p| p.set_memory(r.memory().clone()))),
+            ("memory", only(|p| p.set_memory(*r.memory()))),
             ("cpu", only(|p| p.set_cpu(r.cpu().clone()))),
-            ("pids", only(|p| p.set_pids(r.pids().clone()))),
+            ("pids", only(|p| p.set_pids(*r.pids()))),
             ("blockIO", only(|p| p.set_block_io(r.block_io().clone()))),
             ("unified", only(|p| p.set_unified(r.unified().clone()))),
         ];

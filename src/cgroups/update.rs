@@ -1,7 +1,7 @@
 //! `hako update`: runc's rules for which keys change on a live container, and its size syntax.
 
 use anyhow::{bail, Result};
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
+use oci_spec::runtime::{LinuxBlockIo, LinuxResources};
 
 /// A size as runc's update flags take it: bytes, or a number with a binary unit (`64M`, `1g`,
 /// `512KiB`, `1.5G`); `-1` means unlimited.
@@ -42,7 +42,7 @@ pub fn parse_bytes(flag: &str, s: &str) -> Result<i64> {
 pub fn overlay(current: &LinuxResources, new: &LinuxResources) -> LinuxResources {
     let mut out = current.clone();
     if let Some(n) = new.memory() {
-        let mut m = out.memory().clone().unwrap_or_else(LinuxMemory::default);
+        let mut m = out.memory().unwrap_or_default();
         if n.limit().is_some() {
             m.set_limit(n.limit());
         }
@@ -61,7 +61,7 @@ pub fn overlay(current: &LinuxResources, new: &LinuxResources) -> LinuxResources
         out.set_memory(Some(m));
     }
     if let Some(n) = new.cpu() {
-        let mut c = out.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        let mut c = out.cpu().clone().unwrap_or_default();
         macro_rules! take {
             ($($get:ident => $set:ident),*) => {$(
                 if n.$get().is_some() {
@@ -75,12 +75,12 @@ pub fn overlay(current: &LinuxResources, new: &LinuxResources) -> LinuxResources
         out.set_cpu(Some(c));
     }
     if let Some(w) = new.block_io().as_ref().and_then(|b| b.weight()) {
-        let mut b = out.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = out.block_io().clone().unwrap_or_default();
         b.set_weight(Some(w));
         out.set_block_io(Some(b));
     }
     if let Some(p) = new.pids() {
-        out.set_pids(Some(p.clone()));
+        out.set_pids(Some(*p));
     }
     if let Some(u) = new.unified() {
         let mut merged = out.unified().clone().unwrap_or_default();
@@ -94,9 +94,9 @@ pub fn overlay(current: &LinuxResources, new: &LinuxResources) -> LinuxResources
 /// (rewriting them would deny every device for a moment), as are the keys update never changes.
 pub fn live_subset(r: &LinuxResources) -> LinuxResources {
     let mut out = LinuxResources::default();
-    out.set_memory(r.memory().clone());
+    out.set_memory(*r.memory());
     out.set_cpu(r.cpu().clone());
-    out.set_pids(r.pids().clone());
+    out.set_pids(*r.pids());
     if let Some(w) = r.block_io().as_ref().and_then(|b| b.weight()) {
         let mut b = LinuxBlockIo::default();
         b.set_weight(Some(w));
@@ -142,7 +142,7 @@ mod tests {
             "pids":{"limit":20},"hugepageLimits":[{"pageSize":"2MB","limit":1}]}"#,
         );
         let out = overlay(&cur, &new);
-        let m = out.memory().clone().unwrap();
+        let m = out.memory().unwrap();
         assert_eq!(
             (m.limit(), m.swap(), m.swappiness()),
             (Some(64), Some(200), Some(10))

@@ -45,7 +45,6 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
         _ => None,
     };
     let cgroup_path = cgroups::resolve_path(&b.spec, &args.id, g.systemd_cgroup)?;
-    let cgroup = Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?;
     let record = Record {
         oci_version: b.spec.version().clone(),
         id: args.id.clone(),
@@ -66,9 +65,9 @@ pub fn create(g: &Global, args: &CreateArgs) -> Result<Container> {
     if g.root.join(&args.id).exists() {
         bail!("container {:?} already exists", args.id);
     }
-    cgroup.ensure_unused()?;
+    Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?.ensure_unused()?;
     let mut c = Container::reserve(&g.root, record)?;
-    let result = build(g, args, &b, &mut c, &cgroup, ns, joins, console_socket);
+    let result = build(g, args, &b, &mut c, ns, joins, console_socket);
     if let Err(e) = result {
         super::delete::destroy(&c, false);
         return Err(e);
@@ -81,7 +80,6 @@ fn build(
     args: &CreateArgs,
     b: &Bundle,
     c: &mut Container,
-    cgroup: &Cgroup,
     ns: namespaces::NamespacePlan,
     joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     console_socket: Option<OwnedFd>,
@@ -99,6 +97,7 @@ fn build(
         extra_env.push(format!("LISTEN_FDS={listen_fds}"));
         extra_env.push("LISTEN_PID=1".to_string());
     }
+    let cgroup = Cgroup::open(&c.record.cgroup_path, c.record.systemd_cgroup, &c.record.id)?;
     let cfg = InitConfig {
         spec: &b.spec,
         rootfs: &b.rootfs,
@@ -115,7 +114,7 @@ fn build(
     };
     let mut parent = Parent {
         c,
-        cgroup,
+        cgroup: &cgroup,
         spec: &b.spec,
     };
     let pid = launch::spawn_init(&cfg, &mut parent)?;

@@ -25,7 +25,11 @@ fn cg_dir(pid: i64, controller: &str) -> PathBuf {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let path = text
         .lines()
-        .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            parts.next();
+            Some((parts.next()?, parts.next()?))
+        })
         .find(|(ctrls, _)| ctrls.split(',').any(|c| c == controller))
         .map(|(_, p)| p.to_string())
         .unwrap_or_else(|| panic!("{pid} has no {controller} cgroup"));
