@@ -166,8 +166,8 @@ impl Cgroup {
         if self.systemd {
             return None;
         }
-        let controller = if self.host.unified { "" } else { controller };
-        if controller.is_empty() {
+        if self.host.unified {
+            // One directory for every controller.
             let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
             return Some(Path::new(host::CGROUP_ROOT).join(rel));
         }
@@ -220,15 +220,20 @@ impl Cgroup {
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
         let rules = devices::plan(r.devices().as_deref().unwrap_or_default())?;
         if self.host.unified {
-            tracing::debug!("device cgroup rules are not enforced on cgroup v2 by this build");
+            // libcgroups enforces v2 device rules with eBPF only in its cgroupsv2_devices
+            // build, which hako does not use.
+            tracing::warn!("linux.resources.devices: not enforced on this cgroup v2 host");
         }
         let devs = only(|p| p.set_devices(Some(devices::as_spec(&rules))));
         self.apply_part("linux.resources.devices", &devs)?;
         self.apply_live(r)?;
-        let hugetlb = only(|p| p.set_hugepage_limits(r.hugepage_limits().clone()));
-        self.apply_part("linux.resources.hugepageLimits", &hugetlb)?;
-        let network = only(|p| p.set_network(r.network().clone()));
-        self.apply_part("linux.resources.network", &network)?;
+        self.apply_parts([
+            (
+                "hugepageLimits",
+                only(|p| p.set_hugepage_limits(r.hugepage_limits().clone())),
+            ),
+            ("network", only(|p| p.set_network(r.network().clone()))),
+        ])?;
         self.apply_extra(r)
     }
 
@@ -240,19 +245,24 @@ impl Cgroup {
     }
 
     fn apply_live(&self, r: &LinuxResources) -> Result<()> {
-        let parts = [
+        self.apply_parts([
             ("memory", only(|p| p.set_memory(*r.memory()))),
             ("cpu", only(|p| p.set_cpu(r.cpu().clone()))),
             ("pids", only(|p| p.set_pids(*r.pids()))),
             ("blockIO", only(|p| p.set_block_io(r.block_io().clone()))),
             ("unified", only(|p| p.set_unified(r.unified().clone()))),
-        ];
+        ])?;
+        self.check_kernel_memory(r);
+        Ok(())
+    }
+
+    /// Applies each non-empty part on its own, so that an error names its key.
+    fn apply_parts<const N: usize>(&self, parts: [(&str, LinuxResources); N]) -> Result<()> {
         for (key, part) in parts {
             if part != LinuxResources::default() {
                 self.apply_part(&format!("linux.resources.{key}"), &part)?;
             }
         }
-        self.check_kernel_memory(r);
         Ok(())
     }
 

@@ -357,10 +357,16 @@ fn pause_freezes_and_resume_thaws() {
     );
     assert_error(&env.hako(&["resume", &id]), "not paused");
 
-    // A paused container still dies of delete --force.
+    // A paused container still dies of delete --force, and of kill KILL.
     assert!(env.hako(&["pause", &id]).status.success());
     let out = env.hako(&["delete", "--force", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(cgroup_dirs_named(&id).is_empty());
+    let (id, _pid) = started(&env, "sleep 1000", |_| {});
+    assert!(env.hako(&["pause", &id]).status.success());
+    assert!(env.hako(&["kill", &id, "KILL"]).status.success());
+    assert!(eventually(|| env.status(&id) == "stopped"));
+    assert!(env.hako(&["delete", &id]).status.success());
     assert!(cgroup_dirs_named(&id).is_empty());
 }
 
