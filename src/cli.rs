@@ -90,6 +90,31 @@ pub enum Command {
     },
     /// Print the runtime's features as JSON (runtime-spec features.md)
     Features,
+    /// Suspend all processes of a container (cgroup freezer)
+    Pause { id: String },
+    /// Resume the processes of a paused container
+    Resume { id: String },
+    /// Change the resource limits of a running container
+    Update(Box<UpdateArgs>),
+    /// Print the container's resource statistics and OOM events as JSON lines
+    Events {
+        /// Print the statistics once and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between statistics lines (e.g. 5s, 500ms, 1m)
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// List the processes of a container: `ps` output filtered to them, or their pids as JSON
+    Ps {
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        id: String,
+        /// Arguments for ps(1) (default: -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +156,61 @@ pub struct RunArgs {
     /// Keep the container's record after it exits
     #[arg(long = "keep")]
     pub keep: bool,
+}
+
+/// runc's update flags. Sizes take bytes or units (`64M`, `1g`); `-1` means unlimited.
+#[derive(Args, Debug, Default)]
+pub struct UpdateArgs {
+    /// A JSON file of linux.resources to apply, or `-` for stdin (the other flags are then
+    /// ignored, as with runc)
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Block I/O weight (10 to 1000)
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    /// CPU CFS period in microseconds
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    /// CPU CFS quota in microseconds per period (-1: none)
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS burst in microseconds
+    #[arg(long = "cpu-burst")]
+    pub cpu_burst: Option<u64>,
+    /// CPU shares (relative weight)
+    #[arg(long = "cpu-share", visible_alias = "cpu-shares")]
+    pub cpu_share: Option<u64>,
+    /// CPU realtime period in microseconds
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime in microseconds per period
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs to run on (e.g. 0-1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes to use (e.g. 0)
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1: unlimited swap)
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Kernel memory limit (deprecated; most kernels ignore it)
+    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
+    pub kernel_memory: Option<String>,
+    /// Kernel TCP buffer memory limit
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<String>,
+    /// Maximum number of processes (0 or -1: no limit)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    pub id: String,
 }
 
 /// The global options the commands use.

@@ -41,6 +41,19 @@ fn main() {
         Command::List { format, quiet } => commands::list::run(&g, *format, *quiet).map(|()| 0),
         Command::Spec { bundle, rootless } => commands::spec::run(bundle, *rootless).map(|()| 0),
         Command::Features => commands::features::run().map(|()| 0),
+        Command::Pause { id } => commands::pause::run(&g, id).map(|()| 0),
+        Command::Resume { id } => commands::resume::run(&g, id).map(|()| 0),
+        Command::Update(a) => commands::update::run(&g, a).map(|()| 0),
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => commands::events::run(&g, id, *stats, interval).map(|()| 0),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => commands::ps::run(&g, id, *format, ps_args).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -64,6 +64,12 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         systemd_cgroup: g.systemd_cgroup,
         own_pid_ns: ns.has_pid_ns,
     };
+    // A cgroup in use is not ours: refused before the record (which delete --force would
+    // clean up) names it. A taken id is the first thing to report, though.
+    if g.root.join(&args.id).exists() {
+        bail!("container {:?} already exists", args.id);
+    }
+    Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?.ensure_unused()?;
     let mut c = Container::reserve(&g.root, record)?;
     trace::phase("container record reserved");
     let mut hooks_began = false;
@@ -170,14 +176,14 @@ impl Handshake for Parent<'_> {
         self.c.save()?;
         trace::phase("init cloned");
         self.cgroup.add_task(pid)?;
-        if let Some(resources) = self
+        // Even without linux.resources the device rules apply (deny all but the defaults).
+        let resources = self
             .spec
             .linux()
             .as_ref()
-            .and_then(|l| l.resources().as_ref())
-        {
-            self.cgroup.apply(resources)?;
-        }
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
+        self.cgroup.apply(&resources)?;
         trace::phase("init in its cgroup");
         Ok(())
     }

@@ -46,14 +46,19 @@ pub fn run(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {
         bail!("cannot kill container {id:?}: it is {status}");
     }
     let r = &c.record;
+    let cg = || Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id);
     if all {
-        let cg = Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?;
-        for pid in cg.pids()? {
+        for pid in cg()?.pids()? {
             let _ = send(pid, sig);
         }
-        return Ok(());
+    } else {
+        send(r.pid, sig)?;
     }
-    send(r.pid, sig)
+    // A frozen process dies only once thawed (runc thaws a paused container it SIGKILLs).
+    if status == Status::Paused && sig == libc::SIGKILL {
+        cg()?.freeze(false)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

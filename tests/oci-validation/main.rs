@@ -1,6 +1,7 @@
 //! hako's conformance suite, written from the runtime-spec's MUST clauses. Each test runs real
 //! containers as root, with a unique id and a `--root` of its own.
 
+mod cgroups;
 mod common;
 mod console;
 mod hooks;
