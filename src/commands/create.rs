@@ -137,7 +137,6 @@ fn build(
         extra_env,
         console_socket: parts.console_socket,
         exec_fifo: launch::open_fifo_path(&fifo)?,
-        cgroup_path: c.record.cgroup_path.clone(),
         idmaps: idmapped_mounts(&b.spec)?,
         record: c.record.clone(),
     };

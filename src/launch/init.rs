@@ -113,7 +113,6 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
                 n.iter()
                     .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
             }),
-        cgroup_path: &cfg.cgroup_path,
         idmaps: &cfg.idmaps,
     };
     // Opened before the root changes; close-on-exec, and the init is not dumpable meanwhile.

@@ -5,7 +5,7 @@ pub mod init;
 pub mod sync;
 
 use std::os::fd::{OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
@@ -35,7 +35,6 @@ pub struct InitConfig<'a> {
     pub console_socket: Option<OwnedFd>,
     /// O_PATH fd of `<root>/<id>/exec.fifo`.
     pub exec_fifo: OwnedFd,
-    pub cgroup_path: PathBuf,
     /// User namespaces with the idmaps of idmapped mounts, by `mounts[]` index.
     pub idmaps: Vec<(usize, OwnedFd)>,
     /// The container's record (pid not yet known): the state the init's own hooks get.

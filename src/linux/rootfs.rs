@@ -21,8 +21,6 @@ pub struct RootfsOptions<'a> {
     pub no_pivot: bool,
     pub in_userns: bool,
     pub has_cgroup_ns: bool,
-    /// The container's cgroup path (for binding v1 hierarchies when there is no cgroup ns).
-    pub cgroup_path: &'a Path,
     /// User namespaces holding the idmaps of idmapped mounts, by `mounts[]` index.
     pub idmaps: &'a [(usize, OwnedFd)],
 }
@@ -296,117 +294,96 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
     let field = m.field();
     let rel = mounts::relative(&m.destination);
     let hierarchies = host_hierarchies()?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").context("/proc/self/cgroup")?;
     let base = Path::new("/sys/fs/cgroup");
-    let unified_only = hierarchies.iter().all(|h| h.fstype == "cgroup2");
-    let dest = mounts::create_in_root(root, &rel, false)
-        .with_context(|| format!("{field}.destination"))?;
     let ro = m.flags & MsFlags::MS_RDONLY;
     let flags = (m.flags - MsFlags::MS_RDONLY)
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV
         | MsFlags::MS_NOEXEC;
-    if unified_only {
-        let target = mounts::fd_path(&dest);
-        if opts.has_cgroup_ns {
-            mount(
-                Some("cgroup2"),
-                &target,
-                Some("cgroup2"),
-                flags | ro,
-                none(),
-            )
-            .with_context(|| format!("{field}: mount cgroup2"))?;
-        } else {
-            let src = base.join(
-                opts.cgroup_path
-                    .strip_prefix("/")
-                    .unwrap_or(opts.cgroup_path),
-            );
-            mount(
-                Some(&src),
-                &target,
-                none(),
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                none(),
-            )
-            .with_context(|| format!("{field}: bind {}", src.display()))?;
-            mount(
-                none(),
-                &target,
-                none(),
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro,
-                none(),
-            )?;
-        }
-        return Ok(());
+    // One hierarchy, at the destination itself (unified), or one each under a tmpfs (v1).
+    let unified_only = hierarchies.iter().all(|h| h.fstype == "cgroup2");
+    if !unified_only {
+        let dest = mounts::create_in_root(root, &rel, false)
+            .with_context(|| format!("{field}.destination"))?;
+        mount(
+            Some("tmpfs"),
+            &mounts::fd_path(&dest),
+            Some("tmpfs"),
+            flags,
+            Some("mode=755"),
+        )
+        .with_context(|| format!("{field}: tmpfs for cgroup hierarchies"))?;
     }
-    mount(
-        Some("tmpfs"),
-        &mounts::fd_path(&dest),
-        Some("tmpfs"),
-        flags,
-        Some("mode=755"),
-    )
-    .with_context(|| format!("{field}: tmpfs for cgroup hierarchies"))?;
-    for h in hierarchies {
-        let Ok(name) = h.mount_point.strip_prefix(base) else {
-            continue;
+    for h in &hierarchies {
+        let name = match h.mount_point.strip_prefix(base) {
+            Ok(_) if unified_only => PathBuf::new(),
+            Ok(name) if !name.as_os_str().is_empty() => name.to_path_buf(),
+            _ => continue,
         };
-        if name.as_os_str().is_empty() {
-            continue;
-        }
-        let sub = mounts::create_in_root(root, &rel.join(name), false)?;
-        let target = mounts::fd_path(&sub);
+        let dest_rel = rel.join(&name);
         if opts.has_cgroup_ns {
+            let sub = mounts::create_in_root(root, &dest_rel, false)?;
             let data = (!h.options.is_empty()).then_some(h.options.as_str());
             mount(
                 Some("cgroup"),
-                &target,
+                &mounts::fd_path(&sub),
                 Some(h.fstype.as_str()),
                 flags | ro,
                 data,
             )
-            .with_context(|| format!("{field}: mount cgroup {}", name.display()))?;
-        } else {
-            let src = h.mount_point.join(
-                opts.cgroup_path
-                    .strip_prefix("/")
-                    .unwrap_or(opts.cgroup_path),
-            );
-            let src = if src.exists() {
-                src
-            } else {
-                h.mount_point.clone()
-            };
-            mount(
-                Some(&src),
-                &target,
-                none(),
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                none(),
-            )
-            .with_context(|| format!("{field}: bind {}", src.display()))?;
-            let top = mounts::open_in_root(root, &rel.join(name))?;
-            mount(
-                none(),
-                &mounts::fd_path(&top),
-                none(),
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro,
-                none(),
-            )?;
+            .with_context(|| format!("{field}: mount {} {}", h.fstype, name.display()))?;
+        } else if let Some(path) = own_cgroup_in(&own, h) {
+            // Without a cgroup namespace: the container's own cgroup, bound from the host.
+            let src = h.mount_point.join(path.strip_prefix("/").unwrap_or(&path));
+            let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro;
+            bind_then_remount(root, &src, &dest_rel, remount)
+                .with_context(|| format!("{field}: bind {}", src.display()))?;
         }
     }
-    if !ro.is_empty() {
+    if !ro.is_empty() && !unified_only {
         let top = mounts::open_in_root(root, &rel)?;
+        let flags = MsFlags::MS_REMOUNT | flags | ro;
         mount(
             none(),
             &mounts::fd_path(&top),
             none(),
-            MsFlags::MS_REMOUNT | flags | ro,
+            flags,
             Some("mode=755"),
         )
         .with_context(|| format!("{field}: remount read-only"))?;
     }
+    Ok(())
+}
+
+/// This process's cgroup in hierarchy `h`, from /proc/self/cgroup.
+fn own_cgroup_in(own: &str, h: &Hierarchy) -> Option<PathBuf> {
+    let options: Vec<&str> = h.options.split(',').collect();
+    own.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = if h.fstype == "cgroup2" {
+            controllers.is_empty()
+        } else {
+            !controllers.is_empty() && controllers.split(',').all(|c| options.contains(&c))
+        };
+        matches.then(|| PathBuf::from(path))
+    })
+}
+
+/// Binds `src` (recursively) at `dest_rel` inside the root, then remounts it with `remount`
+/// (through a fresh fd: the first one names the directory under the new mount).
+fn bind_then_remount(root: &OwnedFd, src: &Path, dest_rel: &Path, remount: MsFlags) -> Result<()> {
+    let dest = mounts::create_in_root(root, dest_rel, false)?;
+    mount(
+        Some(src),
+        &mounts::fd_path(&dest),
+        none(),
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none(),
+    )?;
+    let top = mounts::open_in_root(root, dest_rel)?;
+    mount(none(), &mounts::fd_path(&top), none(), remount, none())?;
     Ok(())
 }
 

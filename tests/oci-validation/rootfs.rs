@@ -207,3 +207,14 @@ fn idmapped_bind_mount_shows_mapped_owners() {
         0
     );
 }
+
+#[test]
+fn cgroup_mount_shows_the_containers_own_cgroup_read_only() {
+    let env = Env::new();
+    let out = env.run_sh(
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; ls /sys/fs/cgroup | grep -c -x -e pids -e cpu; \
+         mkdir /sys/fs/cgroup/memory/x 2>/dev/null && echo writable || echo read-only",
+        |c| c["linux"]["resources"]["memory"] = json!({"limit": 67108864}),
+    );
+    assert_eq!(stdout(&out), "67108864\n2\nread-only\n", "{}", stderr(&out));
+}
