@@ -13,7 +13,7 @@ use crate::cli::{CreateArgs, Global};
 use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
 use crate::launch::{self, Handshake, InitConfig};
-use crate::linux::namespaces;
+use crate::linux::{lsm, namespaces};
 use crate::trace;
 
 pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
@@ -26,6 +26,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     container::validate_id(&args.id)?;
     let b = bundle::load(&args.bundle)?;
     trace::phase("config.json loaded and checked");
+    lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
     let ns = namespaces::plan(b.spec.linux().as_ref())?;
     if !ns.has_mount_ns && b.spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");

@@ -19,7 +19,7 @@ use super::InitConfig;
 use crate::container::Status;
 use crate::hooks::{self, Kind};
 use crate::linux::{
-    capabilities, console, exec, fds, namespaces, rlimits, rootfs, sched, sysctl, user,
+    capabilities, console, exec, fds, lsm, namespaces, rlimits, rootfs, sched, sysctl, user,
 };
 
 /// The init's entry point; never returns.
@@ -235,6 +235,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
 
     // Nothing of the caller's reaches the program but stdio and the preserved fds.
     fds::cloexec_from(3 + cfg.preserve_fds);
+    lsm::apply_exec_labels(spec)?;
     chan.send(&Msg::Created)?;
     let start = wait_for_start(&fd_dir, cfg.exec_fifo.as_raw_fd())?;
     if let Err(err) = hooks::run_all(

@@ -6,6 +6,7 @@ pub mod devices;
 pub mod exec;
 pub mod fds;
 pub mod idmap;
+pub mod lsm;
 pub mod mounts;
 pub mod namespaces;
 pub mod rlimits;

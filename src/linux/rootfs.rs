@@ -60,11 +60,21 @@ pub fn root_propagation(spec: &Spec) -> Result<(MsFlags, Option<MsFlags>)> {
 
 /// The planned `mounts[]`, in order.
 pub fn plan_mounts(spec: &Spec) -> Result<Vec<MountPlan>> {
+    let label = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.mount_label().as_deref());
     spec.mounts()
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, m)| mounts::plan(i, m))
+        .map(|(i, m)| {
+            let mut plan = mounts::plan(i, m)?;
+            if !plan.is_bind {
+                plan.data = super::lsm::with_mount_label(&plan.data, label);
+            }
+            Ok(plan)
+        })
         .collect()
 }
 

@@ -142,3 +142,26 @@ fn program_is_found_on_the_containers_path() {
     let out = env.hako(&["run", "-b", b.path(), &unique_id("path")]);
     assert_eq!(stdout(&out), "found me\n", "{}", stderr(&out));
 }
+
+#[test]
+fn labels_for_security_modules_this_host_lacks_are_clear_errors() {
+    if std::path::Path::new("/sys/module/apparmor/parameters/enabled").exists()
+        || std::path::Path::new("/sys/fs/selinux").exists()
+    {
+        eprintln!("skipped: this host runs AppArmor or SELinux");
+        return;
+    }
+    let env = Env::new();
+    let b = env.bundle(|c| c["process"]["apparmorProfile"] = json!("acme_secure_profile"));
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("aa")]),
+        "process.apparmorProfile: \"acme_secure_profile\": AppArmor is not enabled",
+    );
+    let b = env
+        .bundle(|c| c["linux"]["mountLabel"] = json!("system_u:object_r:svirt_sandbox_file_t:s0"));
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &unique_id("sel")]),
+        "linux.mountLabel",
+    );
+    assert!(env.ids().is_empty());
+}
