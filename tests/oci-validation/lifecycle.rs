@@ -413,3 +413,47 @@ fn without_a_mount_namespace_the_container_shares_the_hosts_mounts() {
         "a mount leaked to the host"
     );
 }
+
+#[test]
+fn delete_force_after_create_was_killed_midway_removes_everything() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["sleep", "100"]);
+        // A slow createRuntime hook: create is killed while it runs.
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "5"]}]});
+    });
+    let id = unique_id("crash");
+    let mut child = env
+        .command(&["create", "-b", b.path(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the init exists and is recorded.
+    assert!(eventually(|| std::fs::read_to_string(
+        env.root.join(&id).join("state.json")
+    )
+    .is_ok_and(|s| !s.contains("\"pid\":0,"))));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.root.join(&id).join("state.json")).unwrap())
+            .unwrap();
+    let pid = record["pid"].as_i64().unwrap();
+    let cgroup = record["cgroupPath"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = env.hako(&["delete", "--force", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(eventually(|| !alive(pid)), "init {pid} survived");
+    assert!(!env.root.join(&id).exists(), "record left behind");
+    for ctrl in ["memory", "pids", "cpu", "devices", "freezer"] {
+        let dir = std::path::Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join(&cgroup);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
