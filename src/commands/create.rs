@@ -1,6 +1,6 @@
 //! `hako create`: the container's init set up and waiting on the exec fifo.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -14,6 +14,7 @@ use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
 use crate::launch::{self, Handshake, InitConfig};
 use crate::linux::{lsm, namespaces};
+use crate::linux::seccomp::{self, Listener, SeccompPlan};
 use crate::trace;
 
 pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
@@ -31,6 +32,16 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     if !ns.has_mount_ns && b.spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");
     }
+    // Compiled and checked against the kernel before anything is made.
+    let seccomp = match b.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => {
+            let plan = seccomp::compile(s)?;
+            seccomp::check_kernel(&plan)?;
+            trace::phase("seccomp profile compiled");
+            Some(plan)
+        }
+        None => None,
+    };
     let joins = namespaces::open_joins(&ns.joins)?;
     let terminal = b
         .spec
@@ -78,6 +89,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         ns,
         joins,
         console_socket,
+        seccomp,
     };
     let result = build(args, &b, &mut c, parts, &mut hooks_began);
     if let Err(e) = result {
@@ -94,6 +106,7 @@ struct InitParts {
     ns: namespaces::NamespacePlan,
     joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     console_socket: Option<OwnedFd>,
+    seccomp: Option<SeccompPlan>,
 }
 
 fn build(
@@ -140,6 +153,7 @@ fn build(
         exec_fifo: launch::open_fifo_path(&fifo)?,
         idmaps: idmapped_mounts(&b.spec)?,
         record: c.record.clone(),
+        seccomp: parts.seccomp,
     };
     let mut parent = Parent {
         c,
@@ -199,6 +213,11 @@ impl Handshake for Parent<'_> {
         // prestart is the deprecated alias, run first at the same point (runtime-spec 1.3.0).
         hooks::run_all(self.spec, Kind::Prestart, &state, None)?;
         hooks::run_all(self.spec, Kind::CreateRuntime, &state, None)
+    }
+
+    fn seccomp_listener(&mut self, pid: i32, listener: &Listener, fd: OwnedFd) -> Result<()> {
+        let state = serde_json::from_str(&self.c.record.state_json(Status::Creating))?;
+        seccomp::send_to_agent(listener, pid, state, fd.as_fd())
     }
 }
 

@@ -69,6 +69,7 @@ pub fn features() -> serde_json::Value {
                 .map(|c| c.to_string())
                 .collect::<std::collections::BTreeSet<_>>(),
             "cgroup": { "v1": true, "v2": true, "systemd": true, "systemdUser": true, "rdma": true },
+            "seccomp": crate::linux::seccomp::features(),
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -18,6 +18,7 @@ use super::sync::{Channel, Msg};
 use super::InitConfig;
 use crate::container::Status;
 use crate::hooks::{self, Kind};
+use crate::linux::seccomp::{self, SeccompPlan};
 use crate::linux::{
     capabilities, console, exec, fds, lsm, namespaces, rlimits, rootfs, sched, sysctl, user,
 };
@@ -220,17 +221,34 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     let program =
         exec::find_program(&args[0], &env).and_then(|path| exec::Program::new(&path, &args, &env));
 
+    // When the seccomp filter goes in (runc's order). Without no_new_privs the kernel wants
+    // CAP_SYS_ADMIN for it, so it goes in before the switch of user; with a notify listener,
+    // before `created` (the agent has the fd when create returns); else as the very last
+    // step, so that hako itself makes no syscall under it but execve.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let (early, before_created, last) = match &cfg.seccomp {
+        Some(p) if !nnp => (Some(p), None, None),
+        Some(p) if p.listener.is_some() => (None, Some(p), None),
+        p => (None, None, p.as_ref()),
+    };
+
     // Identity and privileges: bounding set while still root, then user, then the other sets.
     let caps = capabilities::plan(process.capabilities().as_ref(), &capabilities::supported())
         .context("config.json: process.capabilities")?;
     capabilities::apply_bounding(&caps)?;
+    if let Some(plan) = early {
+        install_seccomp(plan, chan)?;
+    }
     user::keep_caps(true)?;
     user::switch(process.user(), may_setgroups())?;
     user::keep_caps(false)?;
     capabilities::apply_sets(&caps)?;
     user::set_umask(process.user());
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
+    }
+    if let Some(plan) = before_created {
+        install_seccomp(plan, chan)?;
     }
 
     // Nothing of the caller's reaches the program but stdio and the preserved fds.
@@ -238,17 +256,21 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     lsm::apply_exec_labels(spec)?;
     chan.send(&Msg::Created)?;
     let start = wait_for_start(&fd_dir, cfg.exec_fifo.as_raw_fd())?;
-    if let Err(err) = hooks::run_all(
-        spec,
-        Kind::StartContainer,
-        &own_state(cfg, Status::Created),
-        Some(&env),
-    ) {
-        // `hako start` reads the fifo until it closes, at execve (close-on-exec) or at our exit:
-        // what it finds there is why the program did not run.
+    // `hako start` reads the fifo until it closes, at execve (close-on-exec) or at our exit:
+    // what it finds there is why the program did not run.
+    let fail = |err: anyhow::Error| -> ! {
         let _ = (&start).write_all(format!("{err:#}").as_bytes());
         // SAFETY: see main(); the error is reported by `start`, not again here.
         unsafe { libc::_exit(1) }
+    };
+    let own = own_state(cfg, Status::Created);
+    if let Err(err) = hooks::run_all(spec, Kind::StartContainer, &own, Some(&env)) {
+        fail(err);
+    }
+    if let Some(plan) = last {
+        if let Err(err) = seccomp::install(plan) {
+            fail(err);
+        }
     }
     let err = match program {
         Ok(program) => program.exec(),
@@ -259,6 +281,17 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     eprintln!("hako: {err:#}");
     // SAFETY: see main().
     unsafe { libc::_exit(127) }
+}
+
+/// Installs the filter; a notify fd goes straight to the parent, which hands it to the agent.
+fn install_seccomp(plan: &SeccompPlan, chan: &Channel) -> Result<()> {
+    // Encoded first: between the install and the send nothing may allocate or make another
+    // syscall, which the filter could hand to an agent that has no fd yet.
+    let msg = Channel::encode(&Msg::SeccompListener)?;
+    if let Some(fd) = seccomp::install(plan)? {
+        chan.send_with_fd(&msg, fd.as_fd())?;
+    }
+    Ok(())
 }
 
 /// Blocks until `hako start` opens the fifo for reading; returns the open write end. The fifo's

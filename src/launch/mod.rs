@@ -16,6 +16,7 @@ use oci_spec::runtime::Spec;
 
 use crate::container::Record;
 use crate::linux::namespaces::{self, NamespacePlan};
+use crate::linux::seccomp::{Listener, SeccompPlan};
 use sync::{Channel, Msg};
 
 /// Everything the init needs, prepared by the parent before clone (the init's copy of memory
@@ -39,6 +40,8 @@ pub struct InitConfig<'a> {
     pub idmaps: Vec<(usize, OwnedFd)>,
     /// The container's record (pid not yet known): the state the init's own hooks get.
     pub record: Record,
+    /// The compiled `linux.seccomp`, installed by the init.
+    pub seccomp: Option<SeccompPlan>,
 }
 
 /// What the parent does at the handshake's points.
@@ -49,6 +52,8 @@ pub trait Handshake {
     /// The init is in its namespaces with its mounts made, before pivot_root (its final pid is
     /// known): run the prestart and createRuntime hooks.
     fn rootfs_ready(&mut self, pid: i32) -> Result<()>;
+    /// The init installed a seccomp filter that notifies: hand its fd to the agent.
+    fn seccomp_listener(&mut self, pid: i32, listener: &Listener, fd: OwnedFd) -> Result<()>;
 }
 
 /// clone(2) with `flags`, fork-like (the child runs on a copy of this stack).
@@ -124,7 +129,10 @@ fn drive(
     }
     chan.send(&Msg::Proceed)?;
     loop {
-        let msg = chan.recv()?;
+        let (msg, fd) = match chan.recv_with_fd()? {
+            Some((m, fd)) => (Some(m), fd),
+            None => (None, None),
+        };
         match msg {
             Some(Msg::WriteIdMaps) => {
                 write_id_maps(cfg.spec, first)?;
@@ -141,6 +149,13 @@ fn drive(
             Some(Msg::RootfsReady) => {
                 parent.rootfs_ready(*pid)?;
                 chan.send(&Msg::Go)?;
+            }
+            Some(Msg::SeccompListener) => {
+                let listener = cfg.seccomp.as_ref().and_then(|p| p.listener.as_ref());
+                let (Some(listener), Some(fd)) = (listener, fd) else {
+                    bail!("container init: seccomp listener message without a listener or fd");
+                };
+                parent.seccomp_listener(*pid, listener, fd)?;
             }
             Some(Msg::Created) => return Ok(()),
             Some(Msg::Error { msg }) => bail!("{msg}"),

@@ -42,29 +42,47 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString>> {
         .collect()
 }
 
-/// Prepared execve arguments, built before the last steps (seccomp may forbid allocation-heavy
-/// work after, and errors are reported before `created`).
+/// Prepared execve arguments, built before the last steps: errors are reported before
+/// `created`, and `exec` itself allocates nothing and makes no syscall but execve(2), since the
+/// seccomp filter is already in place when it runs.
 pub struct Program {
     path: CString,
-    args: Vec<CString>,
-    env: Vec<CString>,
+    // The pointer arrays point into these strings, whose heap buffers never move.
+    _args: Vec<CString>,
+    _env: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+/// A null-terminated array of pointers to `strings`.
+fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 impl Program {
     pub fn new(path: &Path, args: &[String], env: &[String]) -> Result<Program> {
+        let args = cstrings(args.iter().map(|s| s.as_bytes()))?;
+        let env = cstrings(env.iter().map(|s| s.as_bytes()))?;
         Ok(Program {
             path: CString::new(path.as_os_str().as_bytes()).context("program path")?,
-            args: cstrings(args.iter().map(|s| s.as_bytes()))?,
-            env: cstrings(env.iter().map(|s| s.as_bytes()))?,
+            argv: pointers(&args),
+            envp: pointers(&env),
+            _args: args,
+            _env: env,
         })
     }
 
     /// Replaces this process; returns only on failure.
     pub fn exec(&self) -> anyhow::Error {
-        match nix::unistd::execve(&self.path, &self.args, &self.env) {
-            Err(e) => anyhow::anyhow!("exec {:?}: {e}", self.path),
-            Ok(never) => match never {},
-        }
+        // SAFETY: path is NUL-terminated; argv and envp are null-terminated arrays of pointers
+        // to NUL-terminated strings owned by self, alive for the call.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        let e = nix::errno::Errno::last();
+        anyhow::anyhow!("exec {:?}: {e}", self.path)
     }
 }
 

@@ -12,5 +12,6 @@ pub mod namespaces;
 pub mod rlimits;
 pub mod rootfs;
 pub mod sched;
+pub mod seccomp;
 pub mod sysctl;
 pub mod user;
