@@ -6,13 +6,13 @@
 #     is what compiling and installing the profile costs each runtime;
 #  2. a container making 1,000,000 getpid(2) calls under that profile (and without it).
 # Usage: hack/bench-seccomp.sh [RUNS]   Needs: hyperfine, gcc with static glibc, runc, python3.
-# HAKO (default target/release/hako, built if missing) and RUNC (default runc) pick the binaries.
+# HAKO (default: target/release/hako, built first) and RUNC (default runc) pick the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
+[ -n "${HAKO:-}" ] || nice -n 10 cargo build --release -j 1
 hako=${HAKO:-$PWD/target/release/hako}
 runc=${RUNC:-$(command -v runc)}
-[ -x "$hako" ] || nice -n 10 cargo build --release -j 1
 work=$(mktemp -d /tmp/bench-seccomp.XXXXXX)
 trap 'for r in "$hako" "$runc"; do for c in $("$r" --root "$work/root-$(basename "$r")" list -q 2>/dev/null); do "$r" --root "$work/root-$(basename "$r")" delete -f "$c"; done; done; rm -rf "$work"' EXIT
 
