@@ -76,22 +76,28 @@ fn without_no_new_privileges_the_filter_still_applies() {
 }
 
 #[test]
-fn kill_process_rule_kills() {
+fn kill_trap_trace_and_log_actions() {
     let env = Env::new();
-    let b = env.bundle(|c| {
-        c["process"]["args"] = json!(["uname", "-a"]);
-        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-            {"names": ["uname"], "action": "SCMP_ACT_KILL_PROCESS"}]});
-    });
-    let out = env.hako(&["run", "-b", b.path(), &unique_id("kill")]);
-    // Killed by SIGSYS before it printed anything.
-    assert_eq!(
-        out.status.code(),
-        Some(128 + libc::SIGSYS),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(stdout(&out), "");
+    let sigsys = Some(128 + libc::SIGSYS);
+    // TRACE with no tracer attached fails the syscall (ENOSYS), which busybox's uname ignores:
+    // it prints an empty name. LOG allows the syscall.
+    for (action, code, out) in [
+        ("SCMP_ACT_KILL_PROCESS", sigsys, ""),
+        ("SCMP_ACT_KILL_THREAD", sigsys, ""),
+        ("SCMP_ACT_KILL", sigsys, ""),
+        ("SCMP_ACT_TRAP", sigsys, ""),
+        ("SCMP_ACT_TRACE", Some(0), ""),
+        ("SCMP_ACT_LOG", Some(0), "Linux"),
+    ] {
+        let b = env.bundle(|c| {
+            c["process"]["args"] = json!(["uname", "-s"]);
+            c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": ["uname"], "action": action}]});
+        });
+        let res = env.hako(&["run", "-b", b.path(), &unique_id("act")]);
+        assert_eq!(res.status.code(), code, "{action}: {}", stderr(&res));
+        assert_eq!(stdout(&res).trim(), out, "{action}");
+    }
 }
 
 #[test]
