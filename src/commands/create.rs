@@ -13,8 +13,8 @@ use crate::cli::{CreateArgs, Global};
 use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
 use crate::launch::{self, Handshake, InitConfig};
-use crate::linux::{lsm, namespaces};
 use crate::linux::seccomp::{self, Listener, SeccompPlan};
+use crate::linux::{lsm, namespaces};
 use crate::trace;
 
 pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
