@@ -81,7 +81,8 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     if g.root.join(&args.id).exists() {
         bail!("container {:?} already exists", args.id);
     }
-    Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?.ensure_unused()?;
+    let cgroup = Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?;
+    cgroup.ensure_unused()?;
     let mut c = Container::reserve(&g.root, record)?;
     trace::phase("container record reserved");
     let mut hooks_began = false;
@@ -90,6 +91,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         joins,
         console_socket,
         seccomp,
+        cgroup,
     };
     let result = build(args, &b, &mut c, parts, &mut hooks_began);
     if let Err(e) = result {
@@ -107,6 +109,7 @@ struct InitParts {
     joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     console_socket: Option<OwnedFd>,
     seccomp: Option<SeccompPlan>,
+    cgroup: Cgroup,
 }
 
 fn build(
@@ -139,7 +142,7 @@ fn build(
         extra_env.push(format!("LISTEN_FDS={listen_fds}"));
         extra_env.push("LISTEN_PID=1".to_string());
     }
-    let cgroup = Cgroup::open(&c.record.cgroup_path, c.record.systemd_cgroup, &c.record.id)?;
+    let cgroup = &parts.cgroup;
     let cfg = InitConfig {
         spec: &b.spec,
         rootfs: &b.rootfs,
@@ -157,7 +160,7 @@ fn build(
     };
     let mut parent = Parent {
         c,
-        cgroup: &cgroup,
+        cgroup,
         spec: &b.spec,
         hooks_began: false,
     };
