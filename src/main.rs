@@ -11,12 +11,16 @@ mod linux;
 mod logging;
 mod trace;
 
-use clap::Parser;
+use clap::Parser as _;
 
 use cli::{Cli, Command, Global};
 
 fn main() {
-    let cli = Cli::parse();
+    // Usage errors exit 1 like every other error (clap's default is 2); help and version 0.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 1 } else { 0 })
+    });
     let to_stderr = match logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(to_stderr) => to_stderr,
         Err(e) => {

@@ -457,3 +457,22 @@ fn delete_force_after_create_was_killed_midway_removes_everything() {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
 }
+
+#[test]
+fn usage_errors_exit_1() {
+    let env = Env::new();
+    for args in [
+        &["create"][..],
+        &["kill"],
+        &["no-such-command"],
+        &["state", "a", "b"],
+    ] {
+        let out = env.hako(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("error:"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
