@@ -14,7 +14,7 @@ use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
 use crate::launch::{self, Handshake, InitConfig};
 use crate::linux::seccomp::{self, Listener, SeccompPlan};
-use crate::linux::{lsm, namespaces};
+use crate::linux::{capabilities, lsm, namespaces};
 use crate::trace;
 
 pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
@@ -42,6 +42,15 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         }
         None => None,
     };
+    let caps = capabilities::plan(
+        b.spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref()),
+        &capabilities::supported(),
+    )
+    .context("config.json: process.capabilities")?;
+    capabilities::check_within(&caps, &capabilities::own_bounding()?)?;
     let joins = namespaces::open_joins(&ns.joins)?;
     let terminal = b
         .spec
@@ -91,6 +100,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         joins,
         console_socket,
         seccomp,
+        caps,
         cgroup,
     };
     let result = build(args, &b, &mut c, parts, &mut hooks_began);
@@ -109,6 +119,7 @@ struct InitParts {
     joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     console_socket: Option<OwnedFd>,
     seccomp: Option<SeccompPlan>,
+    caps: capabilities::CapsPlan,
     cgroup: Cgroup,
 }
 
@@ -157,6 +168,7 @@ fn build(
         idmaps: idmapped_mounts(&b.spec)?,
         record: c.record.clone(),
         seccomp: parts.seccomp,
+        caps: parts.caps,
     };
     let mut parent = Parent {
         c,

@@ -233,9 +233,8 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     };
 
     // Identity and privileges: bounding set while still root, then user, then the other sets.
-    let caps = capabilities::plan(process.capabilities().as_ref(), &capabilities::supported())
-        .context("config.json: process.capabilities")?;
-    capabilities::apply_bounding(&caps)?;
+    let caps = &cfg.caps;
+    capabilities::apply_bounding(caps)?;
     if let Some(plan) = early {
         install_seccomp(plan, chan)?;
     }

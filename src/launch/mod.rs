@@ -42,6 +42,8 @@ pub struct InitConfig<'a> {
     pub record: Record,
     /// The compiled `linux.seccomp`, installed by the init.
     pub seccomp: Option<SeccompPlan>,
+    /// The five capability sets.
+    pub caps: crate::linux::capabilities::CapsPlan,
 }
 
 /// What the parent does at the handshake's points.

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use caps::{CapSet, Capability, CapsHashSet};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities};
 
@@ -48,6 +48,34 @@ pub fn supported() -> CapsHashSet {
     caps::runtime::thread_all_supported()
 }
 
+/// The caller's own bounding set: no process it starts can hold more.
+pub fn own_bounding() -> Result<CapsHashSet> {
+    caps::read(None, CapSet::Bounding).context("read the bounding set")
+}
+
+/// Every capability the config asks for must be in `available` (the caller's bounding set);
+/// otherwise capset(2) would fail later with a bare EPERM.
+pub fn check_within(p: &CapsPlan, available: &CapsHashSet) -> Result<()> {
+    for (set, caps) in [
+        ("bounding", &p.bounding),
+        ("effective", &p.effective),
+        ("inheritable", &p.inheritable),
+        ("permitted", &p.permitted),
+        ("ambient", &p.ambient),
+    ] {
+        let mut missing: Vec<String> = caps.difference(available).map(|c| c.to_string()).collect();
+        if !missing.is_empty() {
+            missing.sort();
+            bail!(
+                "config.json: process.capabilities.{set}: {} not in the bounding set hako runs with, so no container it starts can have {}",
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Drops what is not in the bounding set (while we still have CAP_SETPCAP).
 pub fn apply_bounding(p: &CapsPlan) -> Result<()> {
     for cap in supported() {
@@ -85,6 +113,20 @@ mod tests {
         assert!(p.bounding.contains(&Capability::CAP_AUDIT_WRITE));
         assert!(p.effective.contains(&Capability::CAP_KILL));
         assert!(!p.effective.contains(&Capability::CAP_SYS_ADMIN));
+    }
+
+    #[test]
+    fn caps_outside_the_callers_bounding_set_are_named() {
+        let c: LinuxCapabilities =
+            serde_json::from_str(r#"{"inheritable":["CAP_SYS_RESOURCE","CAP_KILL"]}"#).unwrap();
+        let p = plan(Some(&c), &supported()).unwrap();
+        let only_kill: CapsHashSet = [Capability::CAP_KILL].into_iter().collect();
+        let err = check_within(&p, &only_kill).unwrap_err().to_string();
+        assert!(
+            err.contains("capabilities.inheritable: CAP_SYS_RESOURCE not in the bounding set"),
+            "{err}"
+        );
+        assert!(check_within(&p, &supported()).is_ok());
     }
 
     #[test]
