@@ -241,7 +241,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     user::keep_caps(true)?;
     user::switch(process.user(), may_setgroups())?;
     user::keep_caps(false)?;
-    capabilities::apply_sets(&caps)?;
+    capabilities::apply_sets(caps)?;
     user::set_umask(process.user());
     if nnp {
         nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
