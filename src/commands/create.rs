@@ -12,8 +12,9 @@ use crate::cgroups::{self, Cgroup};
 use crate::cli::{CreateArgs, Global};
 use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
+use crate::launch::plan::{self, ContainerPlan, ProcessPlan};
 use crate::launch::{self, Handshake, InitConfig};
-use crate::linux::seccomp::{self, Listener, SeccompPlan};
+use crate::linux::seccomp::{self, Listener};
 use crate::linux::{capabilities, lsm, namespaces};
 use crate::trace;
 
@@ -32,32 +33,26 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     if !ns.has_mount_ns && b.spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");
     }
-    // Compiled and checked against the kernel before anything is made.
-    let seccomp = match b.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => {
-            let plan = seccomp::compile(s)?;
-            seccomp::check_kernel(&plan)?;
-            trace::phase("seccomp profile compiled");
-            Some(plan)
-        }
-        None => None,
-    };
-    let caps = capabilities::plan(
-        b.spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.capabilities().as_ref()),
-        &capabilities::supported(),
-    )
-    .context("config.json: process.capabilities")?;
-    capabilities::check_within(&caps, &capabilities::own_bounding()?)?;
+    // Everything the init will do is planned and checked before anything is made.
+    let listen_fds: u32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut extra_env = Vec::new();
+    if listen_fds > 0 {
+        extra_env.push(format!("LISTEN_FDS={listen_fds}"));
+        extra_env.push("LISTEN_PID=1".to_string());
+    }
+    let process = plan::process(
+        b.spec.process().as_ref().context("config.json: process: missing")?,
+        b.spec.linux().as_ref(),
+        &extra_env,
+        &capabilities::own_bounding()?,
+    )?;
+    let container = plan::container(&b.spec, ns.has_mount_ns)?;
+    trace::phase("process and container planned");
     let joins = namespaces::open_joins(&ns.joins)?;
-    let terminal = b
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
+    let terminal = process.terminal;
     let console_socket = match (&args.console_socket, own_console) {
         _ if !terminal => None,
         (Some(path), _) => Some(OwnedFd::from(
@@ -99,8 +94,9 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         ns,
         joins,
         console_socket,
-        seccomp,
-        caps,
+        process,
+        container,
+        listen_fds,
         cgroup,
     };
     let result = build(args, &b, &mut c, parts, &mut hooks_began);
@@ -118,8 +114,9 @@ struct InitParts {
     ns: namespaces::NamespacePlan,
     joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     console_socket: Option<OwnedFd>,
-    seccomp: Option<SeccompPlan>,
-    caps: capabilities::CapsPlan,
+    process: ProcessPlan,
+    container: ContainerPlan,
+    listen_fds: u32,
     cgroup: Cgroup,
 }
 
@@ -144,15 +141,6 @@ fn build(
     );
     nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
         .with_context(|| format!("chown {}", fifo.display()))?;
-    let listen_fds: u32 = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut extra_env = Vec::new();
-    if listen_fds > 0 {
-        extra_env.push(format!("LISTEN_FDS={listen_fds}"));
-        extra_env.push("LISTEN_PID=1".to_string());
-    }
     let cgroup = &parts.cgroup;
     let cfg = InitConfig {
         spec: &b.spec,
@@ -161,14 +149,13 @@ fn build(
         joins: parts.joins,
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
-        preserve_fds: args.preserve_fds + listen_fds,
-        extra_env,
+        preserve_fds: args.preserve_fds + parts.listen_fds,
         console_socket: parts.console_socket,
         exec_fifo: launch::open_fifo_path(&fifo)?,
         idmaps: idmapped_mounts(&b.spec)?,
         record: c.record.clone(),
-        seccomp: parts.seccomp,
-        caps: parts.caps,
+        process: parts.process,
+        container: parts.container,
     };
     let mut parent = Parent {
         c,

@@ -59,15 +59,8 @@ pub fn with_mount_label(data: &str, label: Option<&str>) -> String {
 }
 
 /// Asks the kernel to put the process under its profile and label at execve.
-pub fn apply_exec_labels(spec: &Spec) -> Result<()> {
-    let Some(process) = spec.process().as_ref() else {
-        return Ok(());
-    };
-    if let Some(p) = process
-        .apparmor_profile()
-        .as_deref()
-        .filter(|p| !p.is_empty())
-    {
+pub fn apply_exec_labels(apparmor: Option<&str>, selinux: Option<&str>) -> Result<()> {
+    if let Some(p) = apparmor {
         let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
             "/proc/self/attr/apparmor/exec"
         } else {
@@ -76,7 +69,7 @@ pub fn apply_exec_labels(spec: &Spec) -> Result<()> {
         std::fs::write(attr, format!("exec {p}"))
             .with_context(|| format!("config.json: process.apparmorProfile: {p}"))?;
     }
-    if let Some(l) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+    if let Some(l) = selinux {
         std::fs::write("/proc/self/attr/exec", l)
             .with_context(|| format!("config.json: process.selinuxLabel: {l}"))?;
     }
