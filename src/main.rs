@@ -9,6 +9,7 @@ mod hooks;
 mod launch;
 mod linux;
 mod logging;
+mod terminal;
 mod trace;
 
 use clap::Parser as _;

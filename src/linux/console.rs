@@ -48,6 +48,13 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<String> {
         // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
         unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
+    // Output as the program wrote it: no \r added before each \n (runc clears ONLCR too).
+    let mut attrs = nix::sys::termios::tcgetattr(&slave).context("tcgetattr on the pty")?;
+    attrs
+        .output_flags
+        .remove(nix::sys::termios::OutputFlags::ONLCR);
+    nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &attrs)
+        .context("clear ONLCR on the pty")?;
     send_fd(socket, "/dev/ptmx", master.as_raw_fd())?;
     nix::unistd::setsid().context("setsid")?;
     // SAFETY: TIOCSCTTY takes an int argument; slave is an open tty.
