@@ -95,22 +95,14 @@ fn clean(path: &Path) -> PathBuf {
 /// hako's own cgroup: its memory hierarchy on v1 (one path serves every controller, as
 /// libcgroups' v1 manager takes one), the unified one otherwise.
 pub fn parse_own_cgroup(text: &str) -> PathBuf {
-    let mut unified = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (
-            parts.next(),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or("/"),
-        );
-        if controllers.split(',').any(|c| c == "memory") {
-            return PathBuf::from(path);
-        }
-        if controllers.is_empty() {
-            unified = Some(PathBuf::from(path));
-        }
-    }
-    unified.unwrap_or_else(|| PathBuf::from("/"))
+    let lines = crate::linux::mountinfo::parse_cgroups(text);
+    let memory = lines
+        .iter()
+        .find(|l| l.controllers.iter().any(|c| c == "memory"));
+    let unified = lines.iter().find(|l| l.controllers.is_empty());
+    memory
+        .or(unified)
+        .map_or_else(|| PathBuf::from("/"), |l| l.path.clone())
 }
 
 pub struct Cgroup {

@@ -44,7 +44,10 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         extra_env.push("LISTEN_PID=1".to_string());
     }
     let process = plan::process(
-        b.spec.process().as_ref().context("config.json: process: missing")?,
+        b.spec
+            .process()
+            .as_ref()
+            .context("config.json: process: missing")?,
         b.spec.linux().as_ref(),
         &extra_env,
         &capabilities::own_bounding()?,

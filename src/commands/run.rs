@@ -59,4 +59,3 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32> {
     let _ = set.thread_unblock();
     Ok(code)
 }
-

@@ -135,7 +135,10 @@ fn install_seccomp(plan: &SeccompPlan, chan: &Channel) -> Result<()> {
 fn check_cwd() -> Result<()> {
     match std::env::current_dir() {
         Ok(p) if p.is_absolute() => Ok(()),
-        Ok(p) => bail!("the working directory {} is outside the container", p.display()),
+        Ok(p) => bail!(
+            "the working directory {} is outside the container",
+            p.display()
+        ),
         Err(e) => Err(e).context("the working directory is outside the container"),
     }
 }

@@ -230,8 +230,6 @@ fn own_state(cfg: &InitConfig, status: Status) -> String {
     record.state_json(status)
 }
 
-
-
 fn set_domainname(name: &str) -> Result<()> {
     // SAFETY: the pointer and length describe `name` for the duration of the call.
     let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };

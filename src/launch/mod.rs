@@ -154,7 +154,11 @@ fn drive(
                 chan.send(&Msg::Go)?;
             }
             Some(Msg::SeccompListener) => {
-                let listener = cfg.process.seccomp.as_ref().and_then(|p| p.listener.as_ref());
+                let listener = cfg
+                    .process
+                    .seccomp
+                    .as_ref()
+                    .and_then(|p| p.listener.as_ref());
                 let (Some(listener), Some(fd)) = (listener, fd) else {
                     bail!("container init: seccomp listener message without a listener or fd");
                 };

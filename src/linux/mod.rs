@@ -7,6 +7,7 @@ pub mod exec;
 pub mod fds;
 pub mod idmap;
 pub mod lsm;
+pub mod mountinfo;
 pub mod mounts;
 pub mod namespaces;
 pub mod rlimits;

@@ -13,6 +13,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::Spec;
 
+use super::mountinfo::{self, CgroupLine, Mount};
 use super::mounts::{self, MountPlan};
 
 /// What the rootfs setup needs besides the spec.
@@ -253,46 +254,25 @@ fn readonly_path(path: &Path) -> Result<()> {
 
 /// The mount point of the mount holding `path` (the longest mount point that is its prefix).
 fn mount_point_of(path: &Path) -> Result<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .map(PathBuf::from)
+    Ok(mountinfo::read_own()?
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|mp| path.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
         .unwrap_or_else(|| PathBuf::from("/")))
 }
 
-/// A host cgroup hierarchy: its mount point and the super options naming its controllers.
-struct Hierarchy {
-    mount_point: PathBuf,
-    fstype: String,
-    options: String,
-}
-
-fn host_hierarchies() -> Result<Vec<Hierarchy>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split_whitespace();
-        let (fstype, _src, sopts) = (r.next().unwrap_or(""), r.next(), r.next().unwrap_or(""));
-        if fstype != "cgroup" && fstype != "cgroup2" {
-            continue;
-        }
-        let mount_point = left.split_whitespace().nth(4).unwrap_or("");
-        let options = sopts
+/// The host's cgroup hierarchies, with their controllers (the super options but rw/ro).
+fn host_hierarchies() -> Result<Vec<Mount>> {
+    let mut out = mountinfo::read_own()?;
+    out.retain(|m| m.fstype == "cgroup" || m.fstype == "cgroup2");
+    for m in &mut out {
+        m.super_options = m
+            .super_options
             .split(',')
             .filter(|o| *o != "rw" && *o != "ro")
             .collect::<Vec<_>>()
             .join(",");
-        out.push(Hierarchy {
-            mount_point: PathBuf::from(mount_point),
-            fstype: fstype.to_string(),
-            options,
-        });
     }
     Ok(out)
 }
@@ -304,7 +284,7 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
     let field = m.field();
     let rel = mounts::relative(&m.destination);
     let hierarchies = host_hierarchies()?;
-    let own = std::fs::read_to_string("/proc/self/cgroup").context("/proc/self/cgroup")?;
+    let own = mountinfo::read_cgroups("self")?;
     let base = Path::new("/sys/fs/cgroup");
     let ro = m.flags & MsFlags::MS_RDONLY;
     let flags = (m.flags - MsFlags::MS_RDONLY)
@@ -334,7 +314,7 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
         let dest_rel = rel.join(&name);
         if opts.has_cgroup_ns {
             let sub = mounts::create_in_root(root, &dest_rel, false)?;
-            let data = (!h.options.is_empty()).then_some(h.options.as_str());
+            let data = (!h.super_options.is_empty()).then_some(h.super_options.as_str());
             mount(
                 Some("cgroup"),
                 &mounts::fd_path(&sub),
@@ -366,19 +346,19 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
     Ok(())
 }
 
-/// This process's cgroup in hierarchy `h`, from /proc/self/cgroup.
-fn own_cgroup_in(own: &str, h: &Hierarchy) -> Option<PathBuf> {
-    let options: Vec<&str> = h.options.split(',').collect();
-    own.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let matches = if h.fstype == "cgroup2" {
-            controllers.is_empty()
-        } else {
-            !controllers.is_empty() && controllers.split(',').all(|c| options.contains(&c))
-        };
-        matches.then(|| PathBuf::from(path))
-    })
+/// This process's cgroup in hierarchy `h`.
+fn own_cgroup_in(own: &[CgroupLine], h: &Mount) -> Option<PathBuf> {
+    let options: Vec<&str> = h.super_options.split(',').collect();
+    own.iter()
+        .find(|l| {
+            if h.fstype == "cgroup2" {
+                l.controllers.is_empty()
+            } else {
+                !l.controllers.is_empty()
+                    && l.controllers.iter().all(|c| options.contains(&c.as_str()))
+            }
+        })
+        .map(|l| l.path.clone())
 }
 
 /// Binds `src` (recursively) at `dest_rel` inside the root, then remounts it with `remount`

@@ -182,7 +182,10 @@ fn a_bad_rlimit_fails_create_before_anything_is_made() {
         &env.hako(&["create", "-b", b.path(), &id]),
         "process.rlimits[0]: RLIMIT_NOFILE: soft limit 2048 is above hard limit 1024",
     );
-    assert!(!marker.exists(), "the createRuntime hook ran: the init was made");
+    assert!(
+        !marker.exists(),
+        "the createRuntime hook ran: the init was made"
+    );
     assert!(env.ids().is_empty(), "state dir left: {:?}", env.ids());
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let mem = own
@@ -199,12 +202,18 @@ fn a_bad_rlimit_fails_create_before_anything_is_made() {
 fn an_empty_home_is_the_users_home_from_passwd() {
     let env = Env::new();
     let out = env.run_sh("echo \"[$HOME]\"", |c| {
-        c["process"]["env"].as_array_mut().unwrap().push(json!("HOME="));
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("HOME="));
     });
     assert_eq!(stdout(&out), "[/root]\n", "{}", stderr(&out));
     let out = env.run_sh("echo \"[$HOME]\"", |c| {
         c["process"]["user"] = json!({"uid": 65534, "gid": 65534});
-        c["process"]["env"].as_array_mut().unwrap().push(json!("HOME="));
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("HOME="));
     });
     assert_eq!(stdout(&out), "[/nonexistent]\n", "{}", stderr(&out));
 }
