@@ -43,6 +43,7 @@ fn main() {
         Command::Kill { all, id, signal } => commands::kill::run(&g, id, signal, *all).map(|()| 0),
         Command::Delete { force, id } => commands::delete::run(&g, id, *force).map(|()| 0),
         Command::Run(a) => commands::run::run(&g, a),
+        Command::Exec(a) => commands::exec::run(&g, a),
         Command::List { format, quiet } => commands::list::run(&g, *format, *quiet).map(|()| 0),
         Command::Spec { bundle, rootless } => commands::spec::run(bundle, *rootless).map(|()| 0),
         Command::Features => commands::features::run().map(|()| 0),

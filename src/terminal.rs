@@ -51,7 +51,10 @@ pub fn hold_signals() -> Result<SigSet> {
 /// Waits for `pid`, forwarding signals to it and, with a pty, relaying our
 /// stdin to it and its output to our stdout.
 pub fn wait(pid: i32, set: &SigSet, pty: Option<OwnedFd>) -> Result<i32> {
-    let signals = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+    // Non-blocking: a SIGCHLD of a process reaped already (an intermediate one) must not leave
+    // the loop waiting on the signalfd instead of relaying.
+    let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
+    let signals = SignalFd::with_flags(set, flags).context("signalfd")?;
     let _raw = pty.as_ref().and_then(|_| console::raw_mode(0));
     if let Some(m) = &pty {
         console::copy_winsize(0, m.as_raw_fd());

@@ -247,7 +247,7 @@ fn host_id_of_root(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> u32 {
 }
 
 /// Writes the pid file atomically, as runc does.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path =
         std::path::absolute(path).with_context(|| format!("--pid-file {}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("/"));

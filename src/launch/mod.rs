@@ -1,6 +1,7 @@
 //! Making the container's init: the parent side. clone(2) with the new namespaces (no re-exec
 //! of hako), then drive the handshake: cgroup, id maps, prestart/createRuntime hooks, `created`.
 
+pub mod exec;
 pub mod finalize;
 pub mod init;
 pub mod plan;

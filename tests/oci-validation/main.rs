@@ -4,6 +4,7 @@
 mod cgroups;
 mod common;
 mod console;
+mod exec;
 mod hooks;
 mod lifecycle;
 mod namespaces;
