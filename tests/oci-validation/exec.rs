@@ -348,3 +348,62 @@ fn a_process_file_replaces_config_process() {
         "--process: user.uid",
     );
 }
+
+/// podman with hako as its runtime: `podman exec` (plain and -t) goes through conmon to
+/// `hako exec --process FILE --detach --pid-file ...`. Skipped without podman.
+#[test]
+fn podman_exec_works() {
+    let Some(podman) = ["/usr/bin/podman", "/usr/local/bin/podman"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("note: podman is not installed: podman exec not tried");
+        return;
+    };
+    let env = Env::new();
+    let b = env.bundle(|_| {});
+    let d = env.dir.path();
+    let name = unique_id("pm-exec");
+    let dir = |n: &str| d.join(n).to_string_lossy().into_owned();
+    let podman = |args: &[&str]| {
+        output_via_files(
+            std::process::Command::new(podman)
+                .args(["--root", &dir("pm-root"), "--runroot", &dir("pm-run")])
+                .args(["--tmpdir", &dir("pm-tmp"), "--storage-driver", "vfs"])
+                .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+                .args(["--runtime", HAKO])
+                .args(args)
+                .stdin(std::process::Stdio::null()),
+        )
+    };
+    let rootfs = b.rootfs().to_string_lossy().into_owned();
+    let out = podman(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "--rootfs",
+        &rootfs,
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "podman run: {}", stderr(&out));
+    let plain = podman(&["exec", &name, "sh", "-c", "echo exec-ok; exit 3"]);
+    let tty = podman(&["exec", "-t", &name, "sh", "-c", "tty; echo a"]);
+    let rm = podman(&["rm", "-f", "-t", "0", &name]);
+    assert_eq!(plain.status.code(), Some(3), "{}", stderr(&plain));
+    assert_eq!(stdout(&plain), "exec-ok\n");
+    assert!(tty.status.success(), "{}", stderr(&tty));
+    let text = stdout(&tty);
+    assert!(
+        text.starts_with("/dev/pts/") && text.ends_with("\na\n"),
+        "{text:?}"
+    );
+    assert!(rm.status.success(), "podman rm: {}", stderr(&rm));
+}
