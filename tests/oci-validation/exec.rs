@@ -407,3 +407,51 @@ fn podman_exec_works() {
     );
     assert!(rm.status.success(), "podman rm: {}", stderr(&rm));
 }
+
+#[test]
+fn a_sub_cgroup_and_lsm_flags() {
+    let env = Env::new();
+    let (id, pid) = running(&env, |_| {});
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mem = own
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+        .unwrap();
+    let sub = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(mem.trim_start_matches('/'))
+        .join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let out = exec(
+        &env,
+        &[
+            "--cgroup",
+            "memory:sub",
+            &id,
+            "grep",
+            ":memory:",
+            "/proc/self/cgroup",
+        ],
+    );
+    let _ = std::fs::remove_dir(&sub);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Inside the container's cgroup namespace, its cgroup is the root.
+    assert!(
+        stdout(&out).trim_end().ends_with(":memory:/sub"),
+        "{}",
+        stdout(&out)
+    );
+    assert_error(
+        &exec(&env, &["--cgroup", "memory:../x", &id, "true"]),
+        "--cgroup memory:../x",
+    );
+    assert_error(
+        &exec(&env, &["--cgroup", "nosuch:x", &id, "true"]),
+        "no nosuch controller",
+    );
+    if !std::path::Path::new("/sys/module/apparmor").exists() {
+        assert_error(
+            &exec(&env, &["--apparmor", "p", &id, "true"]),
+            "AppArmor is not enabled",
+        );
+    }
+}
