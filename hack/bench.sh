@@ -2,6 +2,7 @@
 # Side-by-side benchmark of hako and runc on the same busybox bundle (hyperfine, one run):
 #   run     `run` of /bin/true (create + start + wait + delete)
 #   cycle   create, start, delete of a short-lived process as separate commands
+#   exec    `exec` of /bin/true into a running container
 # Prints hyperfine's table and the runc/hako ratios. Needs: hyperfine, runc, busybox-static.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,12 @@ hako=$PWD/target/release/hako
 runs=${RUNS:-50}
 work=$(mktemp -d /tmp/hako-bench.XXXXXX)
 trap 'hako_cleanup; rm -rf "$work"' EXIT
-hako_cleanup() { "$hako" --root "$work/hako" delete -f b 2>/dev/null || true; runc --root "$work/runc" delete -f b 2>/dev/null || true; }
+hako_cleanup() {
+  for id in b e; do
+    "$hako" --root "$work/hako" delete -f $id 2>/dev/null || true
+    runc --root "$work/runc" delete -f $id 2>/dev/null || true
+  done
+}
 hack/mkbundle.sh "$work/bundle" "$hako"
 python3 - "$work/bundle/config.json" <<'PY'
 import json, sys
@@ -32,7 +38,18 @@ hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/run.json" \
 hyperfine --warmup 5 --runs "$runs" --export-json "$work/cycle.json" \
   -n "hako create+start+delete" "$hako --root $work/hako create b && $hako --root $work/hako start b && $hako --root $work/hako delete -f b" \
   -n "runc create+start+delete" "runc --root $work/runc create b && runc --root $work/runc start b && runc --root $work/runc delete -f b"
-python3 - "$work/run.json" "$work/cycle.json" <<'PY'
+# exec: a container of each runtime running sleep, the same bundle otherwise.
+python3 - config.json <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["process"]["args"] = ["sleep", "100000"]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+"$hako" --root "$work/hako" run -d e </dev/null >/dev/null 2>&1
+runc --root "$work/runc" run -d e </dev/null >/dev/null 2>&1
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/exec.json" \
+  -n "hako exec" "$hako --root $work/hako exec e true" \
+  -n "runc exec" "runc --root $work/runc exec e true"
+python3 - "$work/run.json" "$work/cycle.json" "$work/exec.json" <<'PY'
 import json, sys
 for path in sys.argv[1:]:
     r = {x["command"]: x for x in json.load(open(path))["results"]}
