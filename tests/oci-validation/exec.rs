@@ -400,7 +400,8 @@ fn podman_exec_works() {
     assert_eq!(plain.status.code(), Some(3), "{}", stderr(&plain));
     assert_eq!(stdout(&plain), "exec-ok\n");
     assert!(tty.status.success(), "{}", stderr(&tty));
-    let text = stdout(&tty);
+    // (podman's side of the pty sometimes has ONLCR set again: \r is not what is tested here.)
+    let text = stdout(&tty).replace('\r', "");
     assert!(
         text.starts_with("/dev/pts/") && text.ends_with("\na\n"),
         "{text:?}"
