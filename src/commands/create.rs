@@ -144,6 +144,7 @@ fn build(
     );
     nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
         .with_context(|| format!("chown {}", fifo.display()))?;
+    container::mark_fifo_waiting(&fifo)?;
     let listen_fds: u32 = std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|v| v.parse().ok())

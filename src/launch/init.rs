@@ -4,20 +4,18 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use anyhow::{bail, Context, Result};
-use nix::fcntl::OFlag;
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::sys::stat::Mode;
 use nix::unistd::{fork, ForkResult, Gid, Uid};
 
 use super::sync::{Channel, Msg};
 use super::InitConfig;
 use crate::container::Status;
 use crate::hooks::{self, Kind};
+use crate::linux::procfs::ProcFs;
 use crate::linux::seccomp::{self, SeccompPlan};
 use crate::linux::{
     capabilities, console, exec, fds, lsm, namespaces, rlimits, rootfs, sched, sysctl, user,
@@ -48,9 +46,12 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // signal would stay ignored across execve).
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
 
+    // The runtime's own /proc, checked, opened before any namespace or mount of the container:
+    // every /proc file the init writes or trusts goes through it (linux/procfs.rs).
+    let proc = ProcFs::open()?;
     // Close what the caller left open, but stdio, the preserved fds and the handshake's own.
     let mut keep: Vec<RawFd> = super::preserved(cfg.preserve_fds);
-    keep.extend([chan.raw_fd(), cfg.exec_fifo.as_raw_fd()]);
+    keep.extend([chan.raw_fd(), cfg.exec_fifo.as_raw_fd(), proc.raw_fd()]);
     keep.extend(cfg.console_socket.as_ref().map(|s| s.as_raw_fd()));
     keep.extend(cfg.joins.iter().map(|(fd, _)| fd.as_raw_fd()));
     keep.extend(cfg.idmaps.iter().map(|(_, fd)| fd.as_raw_fd()));
@@ -84,7 +85,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     }
     let offsets = namespaces::time_offsets_text(linux)?;
     if !offsets.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", offsets)
+        proc.write("self/timens_offsets", &offsets)
             .context("config.json: linux.timeOffsets")?;
     }
     if cfg.ns.fork_after {
@@ -116,15 +117,6 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
             }),
         idmaps: &cfg.idmaps,
     };
-    // Opened before the root changes; close-on-exec, and the init is not dumpable meanwhile.
-    let fd_dir = nix::fcntl::open(
-        "/proc/self/fd",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .context("open /proc/self/fd")?;
-    // SAFETY: fresh fd from open(2).
-    let fd_dir = unsafe { OwnedFd::from_raw_fd(fd_dir) };
     if cfg.ns.has_mount_ns {
         let mounts = rootfs::plan_mounts(spec)?;
         rootfs::prepare(spec, &mounts, &opts)?;
@@ -164,10 +156,10 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
             .is_some_and(|list| list.iter().any(|n| n.typ().to_string() == name))
     };
     // Before readonlyPaths, which usually include /proc/sys.
-    sysctl::apply(&sysctl::plan(
-        linux.and_then(|l| l.sysctl().as_ref()),
-        has_ns,
-    )?)?;
+    sysctl::apply(
+        &proc,
+        &sysctl::plan(linux.and_then(|l| l.sysctl().as_ref()), has_ns)?,
+    )?;
     if cfg.ns.has_mount_ns {
         rootfs::finish(spec)?;
     }
@@ -185,7 +177,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         set_domainname(d)?;
     }
     if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        proc.write("self/oom_score_adj", &adj.to_string())
             .context("config.json: process.oomScoreAdj")?;
     }
     rlimits::apply(&rlimits::plan(
@@ -213,8 +205,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     let cwd = process.cwd();
     std::fs::create_dir_all(cwd)
         .with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
-    nix::unistd::chdir(cwd)
-        .with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
+    exec::chdir_inside_root(cwd)?;
     let args = process.args().clone().unwrap_or_default();
     // A missing program is reported when the container starts (exit 127, like a shell), so
     // that `create` of such a bundle still follows the lifecycle.
@@ -239,7 +230,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         install_seccomp(plan, chan)?;
     }
     user::keep_caps(true)?;
-    user::switch(process.user(), may_setgroups())?;
+    user::switch(process.user(), may_setgroups(&proc))?;
     user::keep_caps(false)?;
     capabilities::apply_sets(caps)?;
     user::set_umask(process.user());
@@ -252,9 +243,9 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
 
     // Nothing of the caller's reaches the program but stdio and the preserved fds.
     fds::cloexec_from(3 + cfg.preserve_fds);
-    lsm::apply_exec_labels(spec)?;
+    lsm::apply_exec_labels(spec, &proc)?;
     chan.send(&Msg::Created)?;
-    let start = wait_for_start(&fd_dir, cfg.exec_fifo.as_raw_fd())?;
+    let start = wait_for_start(&proc, cfg.exec_fifo.as_raw_fd())?;
     // `hako start` reads the fifo until it closes, at execve (close-on-exec) or at our exit:
     // what it finds there is why the program did not run.
     let fail = |err: anyhow::Error| -> ! {
@@ -294,19 +285,26 @@ fn install_seccomp(plan: &SeccompPlan, chan: &Channel) -> Result<()> {
 }
 
 /// Blocks until `hako start` opens the fifo for reading; returns the open write end. The fifo's
-/// O_PATH fd is reopened through /proc/self/fd as the runtime saw it before pivot_root, so the
-/// container needs no /proc of its own.
-fn wait_for_start(fd_dir: &OwnedFd, fifo: RawFd) -> Result<File> {
-    let fd = nix::fcntl::openat(
-        Some(fd_dir.as_raw_fd()),
-        Path::new(&fifo.to_string()),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
+/// O_PATH fd is reopened through the procfs handle, so the container needs no /proc of its own.
+/// Released, the init writes its byte, then stamps the fifo's mtime (create set it to 0): from
+/// then on every `hako start` sees the container as started, even if the one that released it
+/// was killed.
+fn wait_for_start(proc: &ProcFs, fifo: RawFd) -> Result<File> {
+    let f = proc
+        .reopen(fifo, libc::O_WRONLY)
+        .context("open the exec fifo")?;
+    // The `start` that released us may be gone already: EPIPE, not a fatal SIGPIPE.
+    // SAFETY: changing a signal disposition; no handler function is involved.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.context("ignore SIGPIPE")?;
+    let _ = (&f).write_all(b"0");
+    // SAFETY: as above; the default again, as the program must inherit it.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
+    nix::sys::stat::futimens(
+        f.as_raw_fd(),
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
     )
-    .context("open the exec fifo")?;
-    // SAFETY: fresh fd from openat(2).
-    let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    (&f).write_all(b"0").context("write the exec fifo")?;
+    .context("mark the exec fifo released")?;
     Ok(f)
 }
 
@@ -319,8 +317,8 @@ fn own_state(cfg: &InitConfig, status: Status) -> String {
 }
 
 /// Whether setgroups(2) is allowed (not denied in this user namespace).
-fn may_setgroups() -> bool {
-    std::fs::read_to_string("/proc/self/setgroups")
+fn may_setgroups(proc: &ProcFs) -> bool {
+    proc.read_to_string("self/setgroups")
         .map(|s| s.trim() != "deny")
         .unwrap_or(true)
 }

@@ -4,6 +4,7 @@
 mod cgroups;
 mod common;
 mod console;
+mod escapes;
 mod hooks;
 mod lifecycle;
 mod namespaces;
