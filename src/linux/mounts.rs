@@ -325,30 +325,49 @@ pub fn attach_tree(tree: &OwnedFd, target: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-/// A detached, read-only, empty tmpfs (fsopen + fsmount), for masking a directory.
+/// A detached, read-only, empty tmpfs, for masking a directory.
 pub fn detached_empty_tmpfs() -> Result<OwnedFd> {
+    detached_mount("tmpfs", &[])
+}
+
+/// A new read-only filesystem of type `fstype` with string `options`, as a detached mount
+/// (fsopen + fsconfig + fsmount): reachable only through the returned fd.
+pub fn detached_mount(fstype: &str, options: &[(&str, &str)]) -> Result<OwnedFd> {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
     const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
     const MOUNT_ATTR_RDONLY: libc::c_uint = 1;
+    let what = || format!("mount {fstype}");
+    let name = CString::new(fstype)?;
     // SAFETY: the name is a valid C string; returns a new fs-context fd or -1.
-    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), 1 as libc::c_uint) };
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), 1 as libc::c_uint) };
     if fs < 0 {
-        return Err(std::io::Error::last_os_error()).context("fsopen tmpfs");
+        return Err(std::io::Error::last_os_error()).with_context(what);
     }
     let fs = unsafe_owned(fs as RawFd);
-    // SAFETY: CMD_CREATE takes no key or value.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
+    let config = |cmd: libc::c_uint, key: Option<&CString>, value: Option<&CString>| {
+        let ptr = |s: Option<&CString>| s.map_or(std::ptr::null(), |s| s.as_ptr());
+        // SAFETY: key and value are NUL-terminated strings or null, as `cmd` expects.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                cmd,
+                ptr(key),
+                ptr(value),
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("create a tmpfs");
+    for (key, value) in options {
+        let (k, v) = (CString::new(*key)?, CString::new(*value)?);
+        config(FSCONFIG_SET_STRING, Some(&k), Some(&v))
+            .with_context(|| format!("{}: {key}={value}", what()))?;
     }
+    config(FSCONFIG_CMD_CREATE, None, None).with_context(what)?;
     // SAFETY: turns the created superblock into a detached mount; flags are plain integers.
     let m = unsafe {
         libc::syscall(
@@ -359,7 +378,7 @@ pub fn detached_empty_tmpfs() -> Result<OwnedFd> {
         )
     };
     if m < 0 {
-        return Err(std::io::Error::last_os_error()).context("fsmount tmpfs");
+        return Err(std::io::Error::last_os_error()).with_context(what);
     }
     Ok(unsafe_owned(m as RawFd))
 }
