@@ -22,6 +22,17 @@ fn main() {
         let _ = e.print();
         std::process::exit(if e.use_stderr() { 1 } else { 0 })
     });
+    // Commands that put a process into a container run from a sealed copy of hako, first thing
+    // (single-threaded, nothing opened yet): see linux/exeseal.rs.
+    if matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    ) {
+        if let Err(e) = linux::exeseal::ensure_sealed() {
+            eprintln!("hako: {e:#}");
+            std::process::exit(1);
+        }
+    }
     let to_stderr = match logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(to_stderr) => to_stderr,
         Err(e) => {

@@ -144,6 +144,7 @@ fn build(
     );
     nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
         .with_context(|| format!("chown {}", fifo.display()))?;
+    container::mark_fifo_waiting(&fifo)?;
     let cgroup = &parts.cgroup;
     let cfg = InitConfig {
         spec: &b.spec,

@@ -16,6 +16,7 @@ use super::finalize::{self, Failed};
 use super::plan::ProcessPlan;
 use super::sync::{self, Channel, Msg};
 use crate::linux::namespaces::clone_flag;
+use crate::linux::procfs::ProcFs;
 use crate::linux::seccomp::Listener;
 use crate::linux::{console, fds};
 
@@ -118,8 +119,11 @@ fn run(cfg: &ExecConfig, chan: &Channel) -> Result<Failed> {
     // SAFETY: restoring the default disposition (Rust's runtime ignores SIGPIPE; an ignored
     // signal would stay ignored across execve).
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
+    // The runtime's own /proc, checked before any namespace of the container is joined: every
+    // /proc file the process writes goes through it (linux/procfs.rs).
+    let proc = ProcFs::open()?;
     let mut keep: Vec<RawFd> = super::preserved(cfg.preserve_fds);
-    keep.push(chan.raw_fd());
+    keep.extend([chan.raw_fd(), proc.raw_fd()]);
     keep.extend(cfg.console_socket.as_ref().map(|s| s.as_raw_fd()));
     keep.extend(cfg.joins.iter().map(|(fd, _)| fd.as_raw_fd()));
     fds::close_all_except(&keep);
@@ -148,6 +152,6 @@ fn run(cfg: &ExecConfig, chan: &Channel) -> Result<Failed> {
         };
         console::setup(sock.as_raw_fd(), cfg.process.console_size)?;
     }
-    let ready = finalize::prepare(&cfg.process, chan, cfg.preserve_fds, false)?;
+    let ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, false)?;
     Ok(ready.exec())
 }

@@ -5,10 +5,11 @@
 
 use std::os::fd::AsFd;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::plan::ProcessPlan;
 use super::sync::{Channel, Msg};
+use crate::linux::procfs::ProcFs;
 use crate::linux::seccomp::{self, SeccompPlan};
 use crate::linux::{capabilities, exec, fds, lsm, rlimits, sched, user};
 
@@ -31,12 +32,13 @@ pub enum Failed {
 /// `Ready::exec` (create follows the lifecycle and fails at start); otherwise here.
 pub fn prepare<'a>(
     plan: &'a ProcessPlan,
+    proc: &ProcFs,
     chan: &Channel,
     preserve_fds: u32,
     defer_missing_program: bool,
 ) -> Result<Ready<'a>> {
     if let Some(adj) = plan.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        proc.write("self/oom_score_adj", &adj.to_string())
             .context("config.json: process.oomScoreAdj")?;
     }
     rlimits::apply(&plan.rlimits)?;
@@ -56,9 +58,7 @@ pub fn prepare<'a>(
     let cwd = &plan.cwd;
     std::fs::create_dir_all(cwd)
         .with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
-    nix::unistd::chdir(cwd)
-        .with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
-    check_cwd().with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
+    exec::chdir_inside_root(cwd)?;
     let program = exec::find_program(&plan.args[0], &env)
         .and_then(|path| exec::Program::new(&path, &plan.args, &env));
     let program = match program {
@@ -83,7 +83,7 @@ pub fn prepare<'a>(
         install_seccomp(p, chan)?;
     }
     user::keep_caps(true)?;
-    user::switch(&plan.user, may_setgroups())?;
+    user::switch(&plan.user, may_setgroups(proc))?;
     user::keep_caps(false)?;
     capabilities::apply_sets(&plan.caps)?;
     user::set_umask(&plan.user);
@@ -96,7 +96,11 @@ pub fn prepare<'a>(
 
     // Nothing of the caller's reaches the program but stdio and the preserved fds.
     fds::cloexec_from(3 + preserve_fds);
-    lsm::apply_exec_labels(plan.apparmor.as_deref(), plan.selinux_label.as_deref())?;
+    lsm::apply_exec_labels(
+        plan.apparmor.as_deref(),
+        plan.selinux_label.as_deref(),
+        proc,
+    )?;
     Ok(Ready {
         program,
         last_seccomp: last,
@@ -129,20 +133,6 @@ fn install_seccomp(plan: &SeccompPlan, chan: &Channel) -> Result<()> {
     Ok(())
 }
 
-/// The working directory must be inside the container's root: a directory reached through an
-/// fd of the host (/proc/self/fd/N) is not (CVE-2024-21626). getcwd(2) fails with ENOENT for
-/// a cwd the root cannot reach.
-fn check_cwd() -> Result<()> {
-    match std::env::current_dir() {
-        Ok(p) if p.is_absolute() => Ok(()),
-        Ok(p) => bail!(
-            "the working directory {} is outside the container",
-            p.display()
-        ),
-        Err(e) => Err(e).context("the working directory is outside the container"),
-    }
-}
-
 /// HOME unset or empty becomes the user's home from the container's /etc/passwd (as runc).
 fn set_home(env: &mut Vec<String>, uid: u32) {
     env.retain(|e| e != "HOME=");
@@ -152,8 +142,8 @@ fn set_home(env: &mut Vec<String>, uid: u32) {
 }
 
 /// Whether setgroups(2) is allowed (not denied in this user namespace).
-fn may_setgroups() -> bool {
-    std::fs::read_to_string("/proc/self/setgroups")
+fn may_setgroups(proc: &ProcFs) -> bool {
+    proc.read_to_string("self/setgroups")
         .map(|s| s.trim() != "deny")
         .unwrap_or(true)
 }

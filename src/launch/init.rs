@@ -4,14 +4,11 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::os::fd::{AsRawFd, RawFd};
 
 use anyhow::{bail, Context, Result};
-use nix::fcntl::OFlag;
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::sys::stat::Mode;
 use nix::unistd::{fork, ForkResult, Gid, Uid};
 
 use super::finalize::{self, Failed};
@@ -19,6 +16,7 @@ use super::sync::{Channel, Msg};
 use super::InitConfig;
 use crate::container::Status;
 use crate::hooks::{self, Kind};
+use crate::linux::procfs::ProcFs;
 use crate::linux::{console, fds, rootfs, sched, sysctl};
 
 /// The init's entry point; never returns.
@@ -46,9 +44,12 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // signal would stay ignored across execve).
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
 
+    // The runtime's own /proc, checked, opened before any namespace or mount of the container:
+    // every /proc file the init writes or trusts goes through it (linux/procfs.rs).
+    let proc = ProcFs::open()?;
     // Close what the caller left open, but stdio, the preserved fds and the handshake's own.
     let mut keep: Vec<RawFd> = super::preserved(cfg.preserve_fds);
-    keep.extend([chan.raw_fd(), cfg.exec_fifo.as_raw_fd()]);
+    keep.extend([chan.raw_fd(), cfg.exec_fifo.as_raw_fd(), proc.raw_fd()]);
     keep.extend(cfg.console_socket.as_ref().map(|s| s.as_raw_fd()));
     keep.extend(cfg.joins.iter().map(|(fd, _)| fd.as_raw_fd()));
     keep.extend(cfg.idmaps.iter().map(|(_, fd)| fd.as_raw_fd()));
@@ -74,7 +75,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
             .with_context(|| format!("unshare {:?}", cfg.ns.unshare_flags))?;
     }
     if !cfg.container.time_offsets.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", &cfg.container.time_offsets)
+        proc.write("self/timens_offsets", &cfg.container.time_offsets)
             .context("config.json: linux.timeOffsets")?;
     }
     if cfg.ns.fork_after {
@@ -96,15 +97,6 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
             }),
         idmaps: &cfg.idmaps,
     };
-    // Opened before the root changes; close-on-exec, and the init is not dumpable meanwhile.
-    let fd_dir = nix::fcntl::open(
-        "/proc/self/fd",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .context("open /proc/self/fd")?;
-    // SAFETY: fresh fd from open(2).
-    let fd_dir = unsafe { OwnedFd::from_raw_fd(fd_dir) };
     if cfg.ns.has_mount_ns {
         rootfs::prepare(spec, &cfg.container.mounts, &opts)?;
     }
@@ -133,7 +125,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         console::bind_dev_console(&slave)?;
     }
     // Before readonlyPaths, which usually include /proc/sys.
-    sysctl::apply(&cfg.container.sysctl)?;
+    sysctl::apply(&proc, &cfg.container.sysctl)?;
     if cfg.ns.has_mount_ns {
         rootfs::finish(spec)?;
     }
@@ -154,9 +146,9 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         sched::apply_personality(p)?;
     }
 
-    let ready = finalize::prepare(&cfg.process, chan, cfg.preserve_fds, true)?;
+    let ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, true)?;
     chan.send(&Msg::Created)?;
-    let start = wait_for_start(&fd_dir, cfg.exec_fifo.as_raw_fd())?;
+    let start = wait_for_start(&proc, cfg.exec_fifo.as_raw_fd())?;
     // `hako start` reads the fifo until it closes, at execve (close-on-exec) or at our exit:
     // what it finds there is why the program did not run.
     let fail = |err: anyhow::Error| -> ! {
@@ -206,19 +198,26 @@ pub(super) fn fork_into_namespaces(chan: &Channel) -> Result<()> {
 }
 
 /// Blocks until `hako start` opens the fifo for reading; returns the open write end. The fifo's
-/// O_PATH fd is reopened through /proc/self/fd as the runtime saw it before pivot_root, so the
-/// container needs no /proc of its own.
-fn wait_for_start(fd_dir: &OwnedFd, fifo: RawFd) -> Result<File> {
-    let fd = nix::fcntl::openat(
-        Some(fd_dir.as_raw_fd()),
-        Path::new(&fifo.to_string()),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
+/// O_PATH fd is reopened through the procfs handle, so the container needs no /proc of its own.
+/// Released, the init writes its byte, then stamps the fifo's mtime (create set it to 0): from
+/// then on every `hako start` sees the container as started, even if the one that released it
+/// was killed.
+fn wait_for_start(proc: &ProcFs, fifo: RawFd) -> Result<File> {
+    let f = proc
+        .reopen(fifo, libc::O_WRONLY)
+        .context("open the exec fifo")?;
+    // The `start` that released us may be gone already: EPIPE, not a fatal SIGPIPE.
+    // SAFETY: changing a signal disposition; no handler function is involved.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.context("ignore SIGPIPE")?;
+    let _ = (&f).write_all(b"0");
+    // SAFETY: as above; the default again, as the program must inherit it.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
+    nix::sys::stat::futimens(
+        f.as_raw_fd(),
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
     )
-    .context("open the exec fifo")?;
-    // SAFETY: fresh fd from openat(2).
-    let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    (&f).write_all(b"0").context("write the exec fifo")?;
+    .context("mark the exec fifo released")?;
     Ok(f)
 }
 

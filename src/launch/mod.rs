@@ -1,4 +1,4 @@
-//! Making the container's init: the parent side. clone(2) with the new namespaces (no re-exec
+//! Making the container's init: the parent side. clone(2) with the new namespaces (no exec
 //! of hako), then drive the handshake: cgroup, id maps, prestart/createRuntime hooks, `created`.
 
 pub mod exec;

@@ -36,6 +36,25 @@ pub fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
     bail!("exec: {arg0:?}: executable file not found in $PATH")
 }
 
+/// chdir(2) to the process's cwd, then checks that it is inside the container's root: a cwd
+/// reached through an fd the runtime held (/proc/self/fd/N) would be outside it, in the host's
+/// filesystem (CVE-2024-21626). The kernel's getcwd(2) says so by not starting with '/'.
+pub fn chdir_inside_root(cwd: &Path) -> Result<()> {
+    let field = || format!("config.json: process.cwd: {}", cwd.display());
+    nix::unistd::chdir(cwd).with_context(field)?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: buf is writable for its whole length; the raw syscall (not libc's wrapper, which
+    // may rewrite the answer) fills it with a NUL-terminated path.
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(field);
+    }
+    if buf.first() != Some(&b'/') {
+        bail!("{}: outside the container's root", field());
+    }
+    Ok(())
+}
+
 fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString>> {
     items
         .map(|s| CString::new(s).context("argument or environment holds a NUL byte"))

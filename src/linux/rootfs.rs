@@ -3,7 +3,6 @@
 //! pivot_root, then masked and read-only paths and a read-only root.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -182,8 +181,10 @@ pub fn finish(spec: &Spec) -> Result<()> {
             .context("config.json: linux.rootfsPropagation")?;
     }
     if let Some(linux) = spec.linux() {
+        let root = open_dir(Path::new("/"))?;
+        let mut null = None;
         for p in linux.masked_paths().iter().flatten() {
-            mask_path(Path::new(p))
+            mask_path(&root, &mut null, Path::new(p))
                 .with_context(|| format!("config.json: linux.maskedPaths: {p}"))?;
         }
         for p in linux.readonly_paths().iter().flatten() {
@@ -205,31 +206,33 @@ pub fn finish(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Masks a path: a directory gets an empty read-only tmpfs, anything else /dev/null — only once
-/// /dev/null is checked to be the real character device 1:3.
-fn mask_path(path: &Path) -> Result<()> {
-    let md = match std::fs::symlink_metadata(path) {
-        Ok(md) => md,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+/// Masks a path: a directory gets an empty read-only tmpfs, anything else /dev/null. Both the
+/// target and /dev/null are opened once, inside the root, and mounted by fd: what was checked is
+/// what gets mounted (CVE-2025-31133).
+fn mask_path(root: &OwnedFd, null: &mut Option<OwnedFd>, path: &Path) -> Result<()> {
+    let target = match mounts::open_in_root(root, &mounts::relative(path)) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    if md.is_dir() {
-        mount(
-            Some("tmpfs"),
-            path,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY,
-            Some("size=0k"),
-        )?;
-        return Ok(());
+    let st = nix::sys::stat::fstat(target.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return mounts::attach_tree(&mounts::detached_empty_tmpfs()?, &target);
     }
-    let null = std::fs::metadata("/dev/null").context("/dev/null")?;
-    use std::os::unix::fs::MetadataExt;
-    if !null.file_type().is_char_device() || null.rdev() != nix::sys::stat::makedev(1, 3) {
+    if null.is_none() {
+        *null = Some(open_dev_null(root)?);
+    }
+    mounts::bind_fd(null.as_ref().expect("opened above"), &target)
+}
+
+/// The container's /dev/null, checked to be the null device (1:3), as an O_PATH fd.
+fn open_dev_null(root: &OwnedFd) -> Result<OwnedFd> {
+    let fd = mounts::open_in_root(root, Path::new("dev/null")).context("/dev/null")?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).context("/dev/null")?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != nix::sys::stat::makedev(1, 3) {
         bail!("/dev/null is not the null device (1:3): refusing to mask with it");
     }
-    mount(Some("/dev/null"), path, none(), MsFlags::MS_BIND, none())?;
-    Ok(())
+    Ok(fd)
 }
 
 fn readonly_path(path: &Path) -> Result<()> {

@@ -4,6 +4,7 @@
 mod cgroups;
 mod common;
 mod console;
+mod escapes;
 mod exec;
 mod hooks;
 mod lifecycle;
