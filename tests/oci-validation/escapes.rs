@@ -68,21 +68,28 @@ fn interpreter_of(binary: &Path) -> String {
         .unwrap_or_else(|| "/lib64/ld-linux-x86-64.so.2".to_string())
 }
 
-#[test]
-fn host_binary_cannot_be_overwritten_through_proc_self_exe() {
-    let env = Env::new();
+/// The attack's pieces: a copy of hako run from its own path (the victim), its hash, the
+/// directory the attack reports into, and a bundle whose `/sh` is `/proc/self/exe` with the
+/// stub loader as the ELF interpreter hako asks for.
+struct ExeAttack {
+    victim: std::path::PathBuf,
+    before: String,
+    out_dir: std::path::PathBuf,
+    bundle: Bundle,
+}
+
+fn exe_attack(env: &Env, args: Value) -> ExeAttack {
     let dir = env.dir.path();
-    // The victim is a copy of hako, run from its own path: the attack must not reach it.
     let victim = dir.join("hako-under-attack");
     std::fs::copy(hako_bin(), &victim).unwrap();
     let before = sha256(&victim);
     let out_dir = dir.join("out");
     std::fs::create_dir(&out_dir).unwrap();
-    let b = env.bundle(|c| {
-        c["process"]["args"] = json!(["/sh"]);
+    let bundle = env.bundle(|c| {
+        c["process"]["args"] = args;
         bind(c, &out_dir, "/out");
     });
-    let rootfs = b.rootfs();
+    let rootfs = bundle.rootfs();
     let interp = interpreter_of(&victim);
     let stub_c = dir.join("stub.c");
     std::fs::write(&stub_c, STUB).unwrap();
@@ -97,33 +104,66 @@ fn host_binary_cannot_be_overwritten_through_proc_self_exe() {
     assert!(cc.status.success(), "cc: {}", stderr(&cc));
     std::os::unix::fs::symlink("/proc/self/exe", rootfs.join("sh")).unwrap();
     std::fs::write(rootfs.join("attack.sh"), OVERWRITE).unwrap();
+    ExeAttack {
+        victim,
+        before,
+        out_dir,
+        bundle,
+    }
+}
 
-    let id = unique_id("exe");
-    let mut cmd = Command::new(&victim);
-    cmd.arg("--root")
-        .arg(&env.root)
-        .args(["run", "-d", "-b", b.path(), &id]);
-    let out = output_via_files(cmd.stdin(std::process::Stdio::null()));
-    assert!(out.status.success(), "run -d: {}", stderr(&out));
-    let result = out_dir.join("result");
+/// `victim ARGS` with this env's --root.
+fn victim_runs(env: &Env, a: &ExeAttack, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(&a.victim);
+    cmd.arg("--root").arg(&env.root).args(args);
+    output_via_files(cmd.stdin(std::process::Stdio::null()))
+}
+
+/// Waits for the attack's verdict; the victim must be untouched.
+fn check_exe_attack(a: &ExeAttack) {
+    let result = a.out_dir.join("result");
     assert!(
         eventually_for(Duration::from_secs(10), || result.exists()),
         "the attack did not run: {:?}",
-        std::fs::read_dir(&out_dir).unwrap().count()
+        std::fs::read_dir(&a.out_dir).unwrap().count()
     );
-    let seen = std::fs::read_to_string(out_dir.join("exe")).unwrap_or_default();
+    let seen = std::fs::read_to_string(a.out_dir.join("exe")).unwrap_or_default();
     let verdict = std::fs::read_to_string(&result).unwrap();
     assert_eq!(
-        sha256(&victim),
-        before,
+        sha256(&a.victim),
+        a.before,
         "the host's hako binary was rewritten from the container (it saw {seen:?})"
     );
     assert_eq!(verdict.trim(), "denied", "{seen}");
     assert_ne!(
         seen.trim(),
-        victim.to_str().unwrap(),
+        a.victim.to_str().unwrap(),
         "/proc/self/exe was the host's binary"
     );
+}
+
+#[test]
+fn host_binary_cannot_be_overwritten_through_proc_self_exe() {
+    let env = Env::new();
+    let a = exe_attack(&env, json!(["/sh"]));
+    let id = unique_id("exe");
+    let out = victim_runs(&env, &a, &["run", "-d", "-b", a.bundle.path(), &id]);
+    assert!(out.status.success(), "run -d: {}", stderr(&out));
+    check_exe_attack(&a);
+}
+
+/// The same attack through `exec -d`: the exec'd process executes /proc/self/exe of the hako
+/// process that made it.
+#[test]
+fn host_binary_cannot_be_overwritten_through_exec() {
+    let env = Env::new();
+    let a = exe_attack(&env, json!(["sleep", "1000"]));
+    let id = unique_id("exe-exec");
+    let out = victim_runs(&env, &a, &["run", "-d", "-b", a.bundle.path(), &id]);
+    assert!(out.status.success(), "run -d: {}", stderr(&out));
+    let out = victim_runs(&env, &a, &["exec", "-d", &id, "/sh"]);
+    assert!(out.status.success(), "exec -d: {}", stderr(&out));
+    check_exe_attack(&a);
 }
 
 /// Waits up to `limit` for `f`.
