@@ -6,6 +6,7 @@
 pub mod devices;
 pub mod extra;
 pub mod host;
+pub mod join;
 pub mod oom;
 pub mod stats;
 pub mod update;

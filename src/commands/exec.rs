@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
 
-use crate::cgroups::Cgroup;
+use crate::cgroups;
 use crate::cli::{ExecArgs, Global};
 use crate::container::{Container, Record, Status};
 use crate::launch::exec::{self as launch_exec, ExecConfig, ExecParent};
@@ -62,7 +62,6 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
     let joins = namespaces::open_of_process(r.pid, &types)
         .with_context(|| format!("container {:?}: its namespaces", r.id))?;
     let has_mount_ns = types.contains(&oci_spec::runtime::LinuxNamespaceType::Mount);
-    let cgroup = Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?;
 
     let mut set = None;
     if !args.detach {
@@ -91,7 +90,6 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
     };
     let mut parent = Parent {
         record: r,
-        cgroup: &cgroup,
         sub_cgroups: &args.cgroup,
     };
     let pid = launch_exec::spawn(&cfg, &mut parent)?;
@@ -117,15 +115,16 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
 
 struct Parent<'a> {
     record: &'a Record,
-    cgroup: &'a Cgroup,
     sub_cgroups: &'a [String],
 }
 
 impl ExecParent for Parent<'_> {
     fn spawned(&mut self, pid: i32) -> Result<()> {
-        self.cgroup.add_task(pid)?;
+        let init = self.record.pid;
+        cgroups::join::join(init, pid, None, Path::new(""))
+            .with_context(|| format!("container {:?}: its cgroup", self.record.id))?;
         for sub in self.sub_cgroups {
-            join_sub_cgroup(self.cgroup, sub, pid)?;
+            join_sub_cgroup(init, sub, pid)?;
         }
         Ok(())
     }
@@ -138,7 +137,7 @@ impl ExecParent for Parent<'_> {
 
 /// `--cgroup [CONTROLLER:]PATH`: an existing cgroup under the container's, for one controller
 /// or for all of them.
-fn join_sub_cgroup(cg: &Cgroup, value: &str, pid: i32) -> Result<()> {
+fn join_sub_cgroup(init_pid: i32, value: &str, pid: i32) -> Result<()> {
     let (controller, sub) = match value.split_once(':') {
         Some((c, p)) => (Some(c), p),
         None => (None, value),
@@ -147,29 +146,7 @@ fn join_sub_cgroup(cg: &Cgroup, value: &str, pid: i32) -> Result<()> {
     if sub.is_absolute() || sub.components().any(|c| c.as_os_str() == "..") {
         bail!("--cgroup {value}: must be a path under the container's cgroup");
     }
-    let path = cg.path.join(sub);
-    let controllers: Vec<&String> = match controller {
-        Some(c) => vec![
-            cg.host
-                .roots
-                .get_key_value(c)
-                .with_context(|| format!("--cgroup {value}: no {c} controller on this host"))?
-                .0,
-        ],
-        None => cg.host.roots.keys().collect(),
-    };
-    let mut dirs: Vec<_> = controllers
-        .iter()
-        .filter_map(|c| cg.host.dir(c, &path))
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    for dir in dirs {
-        let procs = dir.join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string())
-            .with_context(|| format!("--cgroup {value}: {}", procs.display()))?;
-    }
-    Ok(())
+    cgroups::join::join(init_pid, pid, controller, sub).with_context(|| format!("--cgroup {value}"))
 }
 
 /// The process to run: `--process`'s (flags ignored, as with runc), else config.json's with
