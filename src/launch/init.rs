@@ -1,5 +1,6 @@
-//! The container's init, from clone(2) to execve(2): namespaces, rootfs, process environment,
-//! `created`, the wait on the exec fifo, then the user's program. Errors go to the parent over
+//! The container's init, from clone(2) to execve(2): namespaces, rootfs, console, sysctl,
+//! hostname, then the process's own steps (finalize.rs, shared with exec), `created`, the wait
+//! on the exec fifo, and the user's program. Errors go to the parent over
 //! the sync channel; after `created`, to `hako start` through the exec fifo.
 
 use std::fs::File;
