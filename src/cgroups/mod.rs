@@ -196,6 +196,14 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Whether the cgroup's directory is there (always true with the systemd driver).
+    pub fn exists(&self) -> bool {
+        self.systemd
+            || ["freezer", "pids", "memory", "devices"]
+                .iter()
+                .any(|c| self.dir(c).is_some_and(|d| d.exists()))
+    }
+
     pub fn is_frozen(&self) -> bool {
         let (file, frozen) = if self.host.unified {
             ("cgroup.freeze", "1")
