@@ -248,3 +248,104 @@ fn listen_fds_for_another_pid_pass_no_host_fd_into_the_container() {
     assert!(text.contains("s3cr3t-host-data"), "{text}");
     assert!(text.contains("LISTEN_FDS=1"), "{text}");
 }
+
+/// Directories named `name` anywhere under /sys/fs/cgroup.
+fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, name: &str, found: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name() == name {
+                    found.push(e.path());
+                }
+                walk(&e.path(), name, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), name, &mut found);
+    found
+}
+
+#[test]
+fn values_that_sized_allocations_are_refused_before_anything_is_made() {
+    let env = Env::new();
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 5] = [
+        // Was a capacity-overflow panic in the init.
+        (
+            |c| c["process"]["execCPUAffinity"] = json!({"initial": "0-18446744073709551615"}),
+            "config.json: process.execCPUAffinity.initial: cpu 18446744073709551615 is above 1023",
+        ),
+        // Was an Instant overflow panic in create, after the cgroup and the init were made.
+        (
+            |c| c["hooks"] = json!({"createRuntime": [{"path": "/bin/true", "timeout": i64::MAX}]}),
+            "config.json: hooks.createRuntime[0].timeout: 9223372036854775807: at most",
+        ),
+        (
+            |c| {
+                set_namespace(c, "user", None);
+                let map = json!({"containerID": 0, "hostID": 100000, "size": 1});
+                c["linux"]["uidMappings"] = json!(vec![map; 341]);
+            },
+            "config.json: linux.uidMappings: 341 entries: at most 340",
+        ),
+        (
+            |c| c["process"]["consoleSize"] = json!({"height": u64::MAX, "width": 80}),
+            "config.json: process.consoleSize.height: 18446744073709551615 is above 65535",
+        ),
+        (
+            |c| c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1".repeat(5000)}),
+            "config.json: linux.sysctl.net.ipv4.ip_forward: a value of 5000 bytes",
+        ),
+    ];
+    for (edit, needle) in cases {
+        let b = env.bundle(|c| {
+            c["process"]["args"] = json!(["true"]);
+            edit(c);
+        });
+        let id = unique_id("bounded");
+        assert_error(&env.hako(&["create", "-b", b.path(), &id]), needle);
+        assert!(!env.root.join(&id).exists(), "{needle}: record left behind");
+        assert_eq!(cgroup_dirs_named(&id), Vec::<PathBuf>::new(), "{needle}");
+    }
+}
+
+#[test]
+fn cgroups_path_dot_dot_neither_climbs_nor_leaves_directories() {
+    if !v1_host() {
+        return;
+    }
+    let env = Env::new();
+    let (a, b) = (unique_id("hako-dd-a"), unique_id("hako-dd-b"));
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.split_once(":memory:"))
+        .map(|(_, p)| p.trim_start_matches('/').to_string())
+        .unwrap();
+    for (path, want) in [
+        // Absolute: cleaned lexically, so `a` is never made.
+        (format!("/{a}/../{b}"), b.clone()),
+        // Relative: cleaned on its own, then put under hako's own cgroup (it cannot climb out).
+        (format!("{a}/../../../{b}"), format!("{own}/{b}")),
+    ] {
+        let bundle = env.bundle(|c| {
+            c["process"]["args"] = json!(["sleep", "1000"]);
+            c["linux"]["cgroupsPath"] = json!(path);
+        });
+        let id = unique_id("dotdot");
+        let out = env.hako(&["create", "-b", bundle.path(), &id]);
+        assert!(out.status.success(), "create: {}", stderr(&out));
+        let pid = env.state(&id)["pid"].as_i64().unwrap();
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let made = cgroup_dirs_named(&a);
+        assert!(env.hako(&["delete", "-f", &id]).status.success());
+        assert!(
+            cgroup.contains(&format!("pids:/{want}\n")),
+            "{path}: placed at {cgroup}"
+        );
+        assert_eq!(made, Vec::<PathBuf>::new(), "{path}");
+        assert_eq!(cgroup_dirs_named(&a), Vec::<PathBuf>::new(), "{path}");
+        assert_eq!(cgroup_dirs_named(&b), Vec::<PathBuf>::new(), "{path}");
+    }
+}
