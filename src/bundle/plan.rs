@@ -5,7 +5,7 @@
 use anyhow::Result;
 use oci_spec::runtime::Spec;
 
-use crate::linux::{namespaces, rlimits, rootfs, sched, sysctl};
+use crate::linux::{devices, namespaces, rlimits, rootfs, sched, sysctl};
 
 /// Runs every pure plan function the init runs, dropping the plans.
 pub fn check(spec: &Spec) -> Result<()> {
@@ -21,6 +21,7 @@ pub fn check(spec: &Spec) -> Result<()> {
     // Without a mount namespace the init makes no mounts (create warns).
     if ns.has_mount_ns {
         rootfs::plan_mounts(spec)?;
+        devices::configured_nodes(spec)?;
     }
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         sched::plan_personality(p)?;

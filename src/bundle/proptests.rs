@@ -13,21 +13,22 @@ use super::from_text;
 use crate::cgroups;
 use crate::linux::{capabilities, devices, lsm, namespaces, seccomp};
 
-/// Loading and the parent's plans, as `create` runs them (without root: no host checks that
-/// need a cgroup or a kernel feature).
+/// Loading and the parent's plans, as `create` runs them before clone (all but those that need
+/// root or make something: opening namespaces to join, idmap user namespaces, the cgroup).
 fn load_and_plan(text: &str, dir: &Path) -> Result<()> {
     let (spec, _) = from_text(text, dir)?;
     lsm::check(&spec, false, false)?;
     let linux = spec.linux().as_ref();
     namespaces::plan(linux)?;
     if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
-        seccomp::compile(s)?;
+        seccomp::check_kernel(&seccomp::compile(s)?)?;
     }
     let caps = spec
         .process()
         .as_ref()
         .and_then(|p| p.capabilities().as_ref());
-    capabilities::plan(caps, &capabilities::supported())?;
+    let caps = capabilities::plan(caps, &capabilities::supported())?;
+    capabilities::check_within(&caps, &capabilities::own_bounding()?)?;
     devices::configured_nodes(&spec)?;
     cgroups::resolve_path(&spec, "c1", false)?;
     let resources = linux
