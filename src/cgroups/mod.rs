@@ -67,14 +67,16 @@ fn check_systemd_path(path: &Path) -> Result<()> {
 
 /// A relative path's place: under hako's own cgroup on v1 (as runc's fs driver), under its
 /// parent on v2 (hako's own cgroup has processes, so it cannot have controller-enabled
-/// children: runc's fs2 driver does the same).
+/// children: runc's fs2 driver does the same). The relative path is cleaned on its own first,
+/// as if rooted, so its `..` cannot climb above that base (runc's CleanPath).
 pub fn join_relative(own: &Path, rel: &Path, unified: bool) -> PathBuf {
     let base = if unified {
         own.parent().unwrap_or(Path::new("/"))
     } else {
         own
     };
-    clean(&base.join(rel))
+    let rel = clean(rel);
+    clean(&base.join(rel.strip_prefix("/").unwrap_or(&rel)))
 }
 
 /// `..` and `.` resolved lexically, never above `/` (runc's CleanPath).
@@ -186,6 +188,14 @@ impl Cgroup {
             bail!("cgroup {}: is frozen", self.path.display());
         }
         Ok(())
+    }
+
+    /// Whether the cgroup's directory is there (always true with the systemd driver).
+    pub fn exists(&self) -> bool {
+        self.systemd
+            || ["freezer", "pids", "memory", "devices"]
+                .iter()
+                .any(|c| self.dir(c).is_some_and(|d| d.exists()))
     }
 
     pub fn is_frozen(&self) -> bool {
@@ -382,6 +392,15 @@ mod tests {
         assert_eq!(
             join_relative(Path::new("/"), Path::new("../../x/./y"), true),
             PathBuf::from("/x/y")
+        );
+        // `..` never climbs out of the base, nor leaves a directory it named on the way.
+        assert_eq!(
+            join_relative(own, Path::new("../../../escape"), false),
+            PathBuf::from("/user.slice/session-1.scope/escape")
+        );
+        assert_eq!(
+            join_relative(own, Path::new("a/../b"), true),
+            PathBuf::from("/user.slice/b")
         );
         assert_eq!(clean(Path::new("/a/../../b/")), PathBuf::from("/b"));
     }

@@ -34,10 +34,10 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");
     }
     // Everything the init will do is planned and checked before anything is made.
-    let listen_fds: u32 = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let listen_fds = listen_fds(
+        std::env::var("LISTEN_FDS").ok(),
+        std::env::var("LISTEN_PID").ok(),
+    );
     let mut extra_env = Vec::new();
     if listen_fds > 0 {
         extra_env.push(format!("LISTEN_FDS={listen_fds}"));
@@ -247,16 +247,80 @@ fn host_id_of_root(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> u32 {
         .unwrap_or(0)
 }
 
-/// Writes the pid file atomically, as runc does.
+/// The socket-activation fds (3 .. 3+LISTEN_FDS) handed to the container: only those systemd
+/// meant for this very process (LISTEN_PID is hako's pid); a stray environment inherited from
+/// elsewhere must not pass whatever fds happen to be open into the container.
+fn listen_fds(fds: Option<String>, pid: Option<String>) -> u32 {
+    let ours = pid.and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    match fds.and_then(|n| n.parse().ok()) {
+        Some(n) if ours => n,
+        _ => 0,
+    }
+}
+
+/// Writes the pid file atomically, as runc does: a temporary file next to it, created with
+/// O_EXCL|O_NOFOLLOW so that a symlink or file planted at that name is refused rather than
+/// written through, then renamed over the pid file (rename replaces, it never follows).
 pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path =
         std::path::absolute(path).with_context(|| format!("--pid-file {}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
-    std::fs::write(&tmp, pid.to_string())
-        .with_context(|| format!("--pid-file {}", tmp.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("pid");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(pid.to_string().as_bytes())?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        // Only a file this call made is removed; a planted one is left for its owner to see.
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        bail!("--pid-file: {}: {e}", tmp.display());
+    }
     std::fs::rename(&tmp, &path).with_context(|| format!("--pid-file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_fds_only_for_our_own_pid() {
+        let me = Some(std::process::id().to_string());
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(listen_fds(s("2"), me.clone()), 2);
+        assert_eq!(listen_fds(s("2"), s("1")), 0);
+        assert_eq!(listen_fds(s("2"), None), 0);
+        assert_eq!(listen_fds(s("x"), me.clone()), 0);
+        assert_eq!(listen_fds(None, me), 0);
+    }
+
+    #[test]
+    fn pid_file_refuses_a_planted_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(".pid.tmp")).unwrap();
+        let err = write_pid_file(&dir.path().join("pid"), 42).unwrap_err();
+        assert!(err.to_string().contains(".pid.tmp"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!dir.path().join("pid").exists());
+
+        std::fs::remove_file(dir.path().join(".pid.tmp")).unwrap();
+        write_pid_file(&dir.path().join("pid"), 42).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("pid")).unwrap(),
+            "42"
+        );
+        assert!(!dir.path().join(".pid.tmp").exists());
+    }
 }

@@ -12,3 +12,4 @@ mod namespaces;
 mod process;
 mod rootfs;
 mod seccomp;
+mod security_host;
