@@ -98,7 +98,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         idmaps: &cfg.idmaps,
     };
     if cfg.ns.has_mount_ns {
-        rootfs::prepare(spec, &cfg.container.mounts, &opts)?;
+        rootfs::prepare(spec, &cfg.container.mounts, &cfg.container.devices, &opts)?;
     }
     // The runtime's hooks see the mounts made; the old root is still reachable for theirs.
     chan.send(&Msg::RootfsReady)?;
