@@ -3,6 +3,7 @@
 //! like runc, checks `linux.resources` against what the host offers, plans the device rules,
 //! writes the keys libcgroups skips, and turns errors into one line naming the key.
 
+pub mod device_bpf;
 pub mod devices;
 pub mod extra;
 pub mod host;
@@ -218,14 +219,7 @@ impl Cgroup {
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
         let needs = host::needs(r, self.host.unified)?;
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
-        let rules = devices::plan(r.devices().as_deref().unwrap_or_default())?;
-        if self.host.unified {
-            // libcgroups enforces v2 device rules with eBPF only in its cgroupsv2_devices
-            // build, which hako does not use.
-            tracing::warn!("linux.resources.devices: not enforced on this cgroup v2 host");
-        }
-        let devs = only(|p| p.set_devices(Some(devices::as_spec(&rules))));
-        self.apply_part("linux.resources.devices", &devs)?;
+        self.apply_devices(r)?;
         self.apply_live(r)?;
         self.apply_parts([
             (
@@ -237,11 +231,28 @@ impl Cgroup {
         self.apply_extra(r)
     }
 
-    /// Applies the keys `hako update` changes on a live container (not the device rules).
+    /// Applies the keys `hako update` changes on a live container. On v2 the device program is
+    /// replaced too (as runc does; the swap has no moment without rules); on v1 the device
+    /// rules stay as they are, since rewriting them would deny every device for a moment.
     pub fn update(&self, r: &LinuxResources) -> Result<()> {
         let needs = host::needs(r, self.host.unified)?;
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
+        if self.host.unified {
+            self.apply_devices(r)?;
+        }
         self.apply_live(&update::live_subset(r))
+    }
+
+    /// The device rules: v1 through libcgroups (devices.allow/deny), v2 as a BPF program.
+    fn apply_devices(&self, r: &LinuxResources) -> Result<()> {
+        let rules = devices::plan(r.devices().as_deref().unwrap_or_default())?;
+        match self.dir("devices") {
+            Some(dir) if self.host.unified => device_bpf::apply(&dir, &rules),
+            _ => {
+                let devs = only(|p| p.set_devices(Some(devices::as_spec(&rules))));
+                self.apply_part("linux.resources.devices", &devs)
+            }
+        }
     }
 
     fn apply_live(&self, r: &LinuxResources) -> Result<()> {
