@@ -104,8 +104,7 @@ section "resources land"
 RES='{"memory":{"limit":67108864,"reservation":16777216,"swap":100663296},
  "cpu":{"shares":2048,"quota":50000,"period":100000,"burst":10000,"cpus":"0","mems":"0"},
  "pids":{"limit":42},
- "blockIO":{"weight":500,"throttleReadBpsDevice":[{"major":'$maj',"minor":'$min',"rate":1048576}],
-   "throttleWriteIOPSDevice":[{"major":'$maj',"minor":'$min',"rate":100}]},
+ "blockIO":{"weight":500},
  "hugepageLimits":[{"pageSize":"2MB","limit":4194304}],
  "unified":{"memory.high":"50331648"}}'
 bundle res '["sleep","1000"]' "$RES" /hako-vm/res
@@ -122,7 +121,6 @@ check cpuset.cpus 0 "$(val $d/cpuset.cpus)"
 check cpuset.mems 0 "$(val $d/cpuset.mems)"
 check pids.max 42 "$(val $d/pids.max)"
 check "io.weight (from blkio weight 500)" "default 4950" "$(val $d/io.weight)"
-check "io.max (throttles)" "$maj:$min rbps=1048576 wbps=max riops=max wiops=100" "$(val $d/io.max)"
 if [ -e $d/hugetlb.2MB.max ]; then
   check hugetlb.2MB.max 4194304 "$(val $d/hugetlb.2MB.max)"
 else
@@ -134,7 +132,7 @@ check "the container's process is in the cgroup" 0::/hako-vm/res "$(cat /proc/$p
 
 hako update --memory 80M --memory-swap 160M --pids-limit 50 --cpu-quota 20000 --cpu-period 100000 \
   --cpu-share 1024 --cpuset-cpus 0-1 --blkio-weight 1000 res
-echo '{"unified":{"memory.high":"60000000"},"memory":{"reservation":8388608}}' | hako update -r - res
+echo '{"unified":{"memory.high":"62914560"},"memory":{"reservation":8388608}}' | hako update -r - res
 check "update: memory.max" 83886080 "$(val $d/memory.max)"
 check "update: memory.swap.max" 83886080 "$(val $d/memory.swap.max)"
 check "update: memory.low" 8388608 "$(val $d/memory.low)"
@@ -143,7 +141,7 @@ check "update: cpu.max" "20000 100000" "$(val $d/cpu.max)"
 check "update: cpu.weight (shares 1024)" 100 "$(val $d/cpu.weight)"
 check "update: cpuset.cpus" 0-1 "$(val $d/cpuset.cpus)"
 check "update: io.weight" "default 10000" "$(val $d/io.weight)"
-check "update: unified memory.high" 60000000 "$(val $d/memory.high)"
+check "update: unified memory.high" 62914560 "$(val $d/memory.high)"
 
 hako pause res
 check "pause: cgroup.freeze" 1 "$(val $d/cgroup.freeze)"
@@ -164,6 +162,14 @@ hako delete res
 check "delete removes the cgroup" no "$(test -d $d && echo yes || echo no)"
 
 section "kill --all"
+# Throttles, in a container of their own: with a throttle and no I/O yet, Linux 6.1 lists the
+# device in io.stat with no keys, which libcgroups 0.7's parser refuses (events --stats fails).
+bundle thr '["true"]' '{"blockIO":{"throttleReadBpsDevice":[{"major":'$maj',"minor":'$min',"rate":1048576}],
+   "throttleWriteIOPSDevice":[{"major":'$maj',"minor":'$min',"rate":100}]}}' /hako-vm/thr
+hako create -b /tmp/b/thr thr
+check "io.max (throttles)" "$maj:$min rbps=1048576 wbps=max riops=max wiops=100" "$(val $CG/hako-vm/thr/io.max)"
+hako delete -f thr
+
 # --- kill --all --------------------------------------------------------------------------------
 bundle ka '["sh","-c","sleep 1000 & sleep 1000 & sleep 1000 & wait"]' '{}' /hako-vm/ka
 runbg ka

@@ -256,15 +256,46 @@ impl Cgroup {
     }
 
     fn apply_live(&self, r: &LinuxResources) -> Result<()> {
+        // libcgroups 0.7 converts a v2 blockIO.weight in u16 arithmetic, which overflows for
+        // weights above 16: hako writes that one itself.
+        let mut block_io = r.block_io().clone();
+        let v2_weight = match block_io.as_mut() {
+            Some(b) if self.host.unified && !self.systemd => b.weight().inspect(|_| {
+                b.set_weight(None);
+            }),
+            _ => None,
+        };
         self.apply_parts([
             ("memory", only(|p| p.set_memory(*r.memory()))),
             ("cpu", only(|p| p.set_cpu(r.cpu().clone()))),
             ("pids", only(|p| p.set_pids(*r.pids()))),
-            ("blockIO", only(|p| p.set_block_io(r.block_io().clone()))),
+            ("blockIO", only(|p| p.set_block_io(block_io))),
             ("unified", only(|p| p.set_unified(r.unified().clone()))),
         ])?;
+        if let Some(w) = v2_weight {
+            self.apply_io_weight(w)?;
+        }
         self.check_kernel_memory(r);
         Ok(())
+    }
+
+    /// blockIO.weight on v2, as runc writes it: as it is to io.bfq.weight where the BFQ
+    /// scheduler offers it, else scaled to io.weight's range.
+    fn apply_io_weight(&self, weight: u16) -> Result<()> {
+        let dir = self.dir("io").unwrap_or_default();
+        let bfq = dir.join("io.bfq.weight");
+        let (file, value) = if bfq.exists() {
+            (bfq, weight.to_string())
+        } else {
+            let io = extra::io_weight_from_blkio(weight);
+            (dir.join("io.weight"), format!("default {io}"))
+        };
+        std::fs::write(&file, &value).map_err(|e| {
+            anyhow!(
+                "config.json: linux.resources.blockIO.weight: write {value:?} to {}: {e}",
+                file.display()
+            )
+        })
     }
 
     /// Applies each non-empty part on its own, so that an error names its key.
