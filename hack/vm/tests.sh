@@ -39,8 +39,8 @@ J
 }
 run() { hako run -b "/tmp/b/$1" "$1" 2>&1; }
 runbg() { hako run -d -b "/tmp/b/$1" "$1" </dev/null >/dev/null 2>"/tmp/b/$1.err" || cat "/tmp/b/$1.err"; }
-# wait_for CONDITION...: up to ~10 s
-wait_for() { i=0; while ! "$@" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; }
+# wait_for CONDITION...: up to ~30 s (TCG guests on a busy host are slow)
+wait_for() { i=0; while ! "$@" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done; }
 status() { hako state "$1" 2>/dev/null | grep -o '"status": *"[a-z]*"' | grep -o '[a-z]*"$' | tr -d '"'; }
 is_status() { test "$(status "$1")" = "$2"; }
 nprocs() { wc -l <"$CG/$1/cgroup.procs"; }
@@ -177,7 +177,10 @@ wait_for has_procs hako-vm/ka 4
 check "kill --all: the container has 4 processes" 4 "$(nprocs hako-vm/ka)"
 hako kill --all ka KILL
 wait_for test ! -s $CG/hako-vm/ka/cgroup.procs
-check "kill --all: every process is gone" 0 "$(nprocs hako-vm/ka)"
+left=$(for p in $(cat $CG/hako-vm/ka/cgroup.procs); do
+  echo "$p:$(cat /proc/$p/comm):$(cut -d' ' -f3 /proc/$p/stat)"
+done)
+check "kill --all: every process is gone" "" "$left"
 wait_for is_status ka stopped
 check "kill --all: stopped" stopped "$(status ka)"
 hako delete ka
