@@ -49,6 +49,44 @@ pub fn resolve_path(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
     Ok(join_relative(&parse_own_cgroup(&text), &path, unified))
 }
 
+/// Where systemd puts the unit of a `slice:prefix:name` path, relative to the cgroup root: the
+/// slice expanded as systemd does (`a-b.slice` → `a.slice/a-b.slice`; empty: system.slice),
+/// then `prefix-name.scope` (or the name itself when it is a slice), as libcgroups names it;
+/// systemd's own cgroup is taken to be the root (systemd is the host's PID 1).
+pub fn systemd_dir(path: &Path) -> Option<PathBuf> {
+    let text = path.to_string_lossy();
+    let mut parts = text.splitn(3, ':');
+    let (slice, prefix, name) = (parts.next()?, parts.next()?, parts.next()?);
+    let expand = |slice: &str| -> PathBuf {
+        let mut out = PathBuf::new();
+        let stem = slice.trim_end_matches(".slice");
+        if stem == "-" {
+            return out;
+        }
+        let mut so_far = String::new();
+        for part in stem.split('-') {
+            so_far = if so_far.is_empty() {
+                part.to_string()
+            } else {
+                format!("{so_far}-{part}")
+            };
+            out.push(format!("{so_far}.slice"));
+        }
+        out
+    };
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let unit = if name.ends_with(".slice") {
+        name.to_string()
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    Some(expand(slice).join(unit))
+}
+
 /// `slice:prefix:name`, the slice empty or a `.slice` unit.
 fn check_systemd_path(path: &Path) -> Result<()> {
     let text = path.to_string_lossy();
@@ -243,10 +281,17 @@ impl Cgroup {
         self.apply_live(&update::live_subset(r))
     }
 
-    /// The device rules: v1 through libcgroups (devices.allow/deny), v2 as a BPF program.
+    /// The device rules: v1 through libcgroups (devices.allow/deny), v2 as a BPF program —
+    /// with the systemd driver too, on the scope's directory (libcgroups sets no DeviceAllow, so
+    /// systemd would leave every device open).
     fn apply_devices(&self, r: &LinuxResources) -> Result<()> {
         let rules = devices::plan(r.devices().as_deref().unwrap_or_default())?;
-        match self.dir("devices") {
+        let dir = if self.systemd {
+            systemd_dir(&self.path).map(|rel| Path::new(host::CGROUP_ROOT).join(rel))
+        } else {
+            self.dir("devices")
+        };
+        match dir {
             Some(dir) if self.host.unified => device_bpf::apply(&dir, &rules),
             _ => {
                 let devs = only(|p| p.set_devices(Some(devices::as_spec(&rules))));
@@ -450,6 +495,21 @@ mod tests {
             PathBuf::from(":hako:c1")
         );
         assert!(resolve_path(&spec, "c1", false).unwrap().ends_with("c1"));
+    }
+
+    #[test]
+    fn systemd_unit_directories() {
+        let d = |p: &str| systemd_dir(Path::new(p)).unwrap();
+        assert_eq!(d(":hako:c1"), PathBuf::from("system.slice/hako-c1.scope"));
+        assert_eq!(
+            d("machine-a-b.slice:p:n"),
+            PathBuf::from("machine.slice/machine-a.slice/machine-a-b.slice/p-n.scope")
+        );
+        assert_eq!(d("-.slice:p:n"), PathBuf::from("p-n.scope"));
+        assert_eq!(
+            d("system.slice:p:x.slice"),
+            PathBuf::from("system.slice/x.slice")
+        );
     }
 
     #[test]
