@@ -33,14 +33,15 @@ bundle() {
 J
 }
 
-echo "# systemd $(systemctl --version | head -n1), kernel $(uname -r)"
+echo "# systemd $(systemctl --version | head -n1), kernel $(uname -r), up $(cut -d' ' -f1 /proc/uptime)s"
 unit=hako-sd1.scope
 dir=$CG/system.slice/$unit
 bundle sd1 '["sleep","1000"]' system.slice:hako:sd1 \
   '{"memory":{"limit":67108864},"pids":{"limit":42},
     "cpu":{"shares":1024,"quota":50000,"period":100000},
     "devices":[{"allow":false,"access":"rwm"}]}'
-out=$(hk run -d -b /tmp/b/sd1 sd1 </dev/null 2>&1 >/dev/null)
+hk run -d -b /tmp/b/sd1 sd1 </dev/null >/dev/null 2>/tmp/b/sd1.err
+out=$(cat /tmp/b/sd1.err)
 check "run -d with --systemd-cgroup" "" "$out"
 check "the scope unit is active" active "$(systemctl is-active $unit)"
 systemctl status --no-pager $unit 2>&1 | sed 's/^/# /' | head -n 12
@@ -78,4 +79,5 @@ check "delete: the scope is gone" "inactive" "$state"
 check "delete: its cgroup is gone" no "$(test -d $dir && echo yes || echo no)"
 check "no container left" "" "$(hako list -q)"
 
+echo "# done, up $(cut -d' ' -f1 /proc/uptime)s"
 echo "HAKO-VM: PASS $pass FAIL $fail"
