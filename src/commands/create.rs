@@ -14,7 +14,7 @@ use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
 use crate::launch::{self, Handshake, InitConfig};
 use crate::linux::seccomp::{self, Listener, SeccompPlan};
-use crate::linux::{capabilities, lsm, namespaces};
+use crate::linux::{capabilities, lsm, namespaces, netdev};
 use crate::trace;
 
 pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
@@ -29,6 +29,12 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
     let ns = namespaces::plan(b.spec.linux().as_ref())?;
+    let joins_net = ns
+        .joins
+        .iter()
+        .any(|j| j.typ == oci_spec::runtime::LinuxNamespaceType::Network);
+    let netdevs = netdev::plan(b.spec.linux().as_ref(), ns.new_net_ns, joins_net)?;
+    netdev::check_host(&netdevs)?;
     if !ns.has_mount_ns && b.spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");
     }
@@ -102,6 +108,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         seccomp,
         caps,
         cgroup,
+        netdevs,
     };
     let result = build(args, &b, &mut c, parts, &mut hooks_began);
     if let Err(e) = result {
@@ -121,6 +128,7 @@ struct InitParts {
     seccomp: Option<SeccompPlan>,
     caps: capabilities::CapsPlan,
     cgroup: Cgroup,
+    netdevs: Vec<netdev::NetDevPlan>,
 }
 
 fn build(
@@ -175,6 +183,7 @@ fn build(
         cgroup,
         spec: &b.spec,
         hooks_began: false,
+        netdevs: &parts.netdevs,
     };
     let pid = launch::spawn_init(&cfg, &mut parent);
     *hooks_began = parent.hooks_began;
@@ -195,6 +204,7 @@ struct Parent<'a> {
     cgroup: &'a Cgroup,
     spec: &'a oci_spec::runtime::Spec,
     hooks_began: bool,
+    netdevs: &'a [netdev::NetDevPlan],
 }
 
 impl Handshake for Parent<'_> {
@@ -222,6 +232,8 @@ impl Handshake for Parent<'_> {
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
         trace::phase("init in its namespaces");
+        // Before the hooks, which may configure the devices (runtime-spec: "MUST be available").
+        netdev::move_all(self.netdevs, pid)?;
         // `creating`: the create operation has not finished (runtime.md "State"); runc agrees.
         let state = self.c.record.state_json(Status::Creating);
         self.hooks_began = true;

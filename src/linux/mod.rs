@@ -9,6 +9,7 @@ pub mod idmap;
 pub mod lsm;
 pub mod mounts;
 pub mod namespaces;
+pub mod netdev;
 pub mod rlimits;
 pub mod rootfs;
 pub mod sched;

@@ -30,6 +30,8 @@ pub struct MountPlan {
     pub attr_set: u64,
     pub attr_clr: u64,
     pub is_bind: bool,
+    /// runc's `tmpcopyup`: the new tmpfs starts with a copy of what it covers.
+    pub tmpcopyup: bool,
 }
 
 impl MountPlan {
@@ -170,7 +172,65 @@ pub fn plan(index: usize, m: &Mount) -> Result<MountPlan> {
         attr_set,
         attr_clr,
         is_bind,
+        // runc's extension means something for tmpfs only; elsewhere runc ignores it too.
+        tmpcopyup: m.typ().as_deref() == Some("tmpfs")
+            && m.options().iter().flatten().any(|o| o == "tmpcopyup"),
     })
+}
+
+/// tmpfs data: without `mode=`, the mode of the directory the tmpfs covers (`covered`, absent
+/// when hako made the directory), as runc does; tmpfs's own default (1777) otherwise. Pure.
+pub fn tmpfs_data(data: &str, covered: Option<u32>) -> String {
+    let has_mode = data.split(',').any(|o| o.starts_with("mode="));
+    match covered {
+        Some(mode) if !has_mode => {
+            let mode = format!("mode={:o}", mode & 0o7777);
+            if data.is_empty() {
+                mode
+            } else {
+                format!("{data},{mode}")
+            }
+        }
+        _ => data.to_string(),
+    }
+}
+
+/// tmpcopyup: copies the tree under `from` (the covered directory, reached through an fd opened
+/// before the mount) into `to` (the new tmpfs), keeping modes, owners, symlinks and device
+/// nodes. Symlinks are copied, never followed.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let md = std::fs::symlink_metadata(&src)?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else {
+            let kind = if ft.is_block_device() {
+                nix::sys::stat::SFlag::S_IFBLK
+            } else if ft.is_char_device() {
+                nix::sys::stat::SFlag::S_IFCHR
+            } else if ft.is_fifo() {
+                nix::sys::stat::SFlag::S_IFIFO
+            } else {
+                continue; // sockets belong to a process; runc skips them too
+            };
+            nix::sys::stat::mknod(&dst, kind, Mode::from_bits_truncate(md.mode()), md.rdev())?;
+        }
+        std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()))?;
+        // After chown, which clears set-id bits.
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
 }
 
 /// The destination relative to the rootfs, with `..` kept for openat2 to clamp.
@@ -334,11 +394,25 @@ pub fn apply(
             );
         }
     }
+    let tmpfs = m.fstype == "tmpfs";
+    // The mode of a directory the tmpfs covers, before anything is created.
+    let covered = match tmpfs {
+        true => open_in_root(root, &rel)
+            .and_then(|fd| nix::sys::stat::fstat(fd.as_raw_fd()))
+            .ok()
+            .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .map(|st| st.st_mode),
+        false => None,
+    };
     let dest = create_in_root(root, &rel, src_is_file)
         .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     let target = fd_path(&dest);
     let ctx = || format!("{field}: mount {} on {}", m.fstype, m.destination.display());
-    let data = (!m.data.is_empty()).then_some(m.data.as_str());
+    let data = match tmpfs {
+        true => tmpfs_data(&m.data, covered),
+        false => m.data.clone(),
+    };
+    let data = (!data.is_empty()).then_some(data.as_str());
     if let (true, Some(userns), Some(src)) = (m.is_bind, idmap, m.source.as_deref()) {
         let recursive = m.flags.contains(MsFlags::MS_REC);
         super::idmap::bind(src, &dest, userns, recursive).with_context(ctx)?;
@@ -352,6 +426,10 @@ pub fn apply(
     // The fd names the directory under the new mount: reopen to reach the mount itself.
     let top = open_in_root(root, &rel).with_context(ctx)?;
     let target = fd_path(&top);
+    if m.tmpcopyup {
+        copy_tree(&fd_path(&dest), &target)
+            .with_context(|| format!("{field}: tmpcopyup of {}", m.destination.display()))?;
+    }
     if m.is_bind && !m.remount_flags.is_empty() {
         let mut flags = m.remount_flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
         if in_userns {
@@ -491,6 +569,23 @@ mod tests {
             MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
         );
         assert_eq!(p.attr_clr, MOUNT_ATTR_ATIME);
+    }
+
+    #[test]
+    fn tmpfs_takes_the_covered_mode_unless_told() {
+        assert_eq!(tmpfs_data("size=64k", Some(0o40700)), "size=64k,mode=700");
+        assert_eq!(tmpfs_data("", Some(0o41777)), "mode=1777");
+        assert_eq!(tmpfs_data("mode=755", Some(0o40700)), "mode=755");
+        assert_eq!(tmpfs_data("size=64k", None), "size=64k");
+    }
+
+    #[test]
+    fn tmpcopyup_is_for_tmpfs() {
+        let p = plan(0, &m("tmpfs", "tmpfs", "/x", &["tmpcopyup", "nosuid"])).unwrap();
+        assert!(p.tmpcopyup);
+        assert_eq!(p.data, "");
+        let p = plan(0, &m("bind", "/a", "/x", &["rbind", "tmpcopyup"])).unwrap();
+        assert!(!p.tmpcopyup);
     }
 
     #[test]
