@@ -47,7 +47,7 @@ apt_install() {
 }
 
 # What the suite and its helpers need, from Debian. runc itself too: the comparison run.
-need=(bats jq golang-go runc busybox-static gcc libc6-dev pkg-config libseccomp-dev iproute2
+need=(bats jq gawk golang-go runc busybox-static gcc libc6-dev pkg-config libseccomp-dev iproute2
   golang-github-containerd-console-dev golang-github-urfave-cli-dev golang-golang-x-sys-dev
   golang-github-opencontainers-specs-dev golang-github-sirupsen-logrus-dev
   golang-github-seccomp-libseccomp-golang-dev golang-github-cyphar-filepath-securejoin-dev)

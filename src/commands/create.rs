@@ -58,6 +58,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     .context("config.json: process.capabilities")?;
     capabilities::check_within(&caps, &capabilities::own_bounding()?)?;
     let joins = namespaces::open_joins(&ns.joins)?;
+    debug_plan(&b, &ns, &caps, seccomp.as_ref(), &netdevs);
     let terminal = b
         .spec
         .process()
@@ -118,6 +119,61 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         return Err(e);
     }
     Ok(c)
+}
+
+/// `--debug`: what the init will be asked to do, decided before anything exists.
+fn debug_plan(
+    b: &Bundle,
+    ns: &namespaces::NamespacePlan,
+    caps: &capabilities::CapsPlan,
+    seccomp: Option<&SeccompPlan>,
+    netdevs: &[netdev::NetDevPlan],
+) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let sorted = |set: &caps::CapsHashSet| {
+        let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
+        v.sort();
+        v.join(",")
+    };
+    let joins: Vec<String> = ns
+        .joins
+        .iter()
+        .map(|j| j.path.display().to_string())
+        .collect();
+    tracing::debug!(
+        "plan: bundle {}, rootfs {}",
+        b.dir.display(),
+        b.rootfs.display()
+    );
+    tracing::debug!(
+        "plan: namespaces: clone {:?}, unshare {:?}, join [{}], fork after: {}",
+        ns.clone_flags,
+        ns.unshare_flags,
+        joins.join(", "),
+        ns.fork_after
+    );
+    let mounts: Vec<String> = (b.spec.mounts().iter().flatten())
+        .map(|m| m.destination().display().to_string())
+        .collect();
+    tracing::debug!("plan: mounts [{}]", mounts.join(", "));
+    tracing::debug!(
+        "plan: capabilities: bounding [{}], effective [{}], ambient [{}]",
+        sorted(&caps.bounding),
+        sorted(&caps.effective),
+        sorted(&caps.ambient)
+    );
+    if let Some(s) = seccomp {
+        tracing::debug!(
+            "plan: seccomp: {} BPF instructions, flags {:#x}",
+            s.program.len(),
+            s.flags
+        );
+    }
+    for d in netdevs {
+        tracing::debug!("plan: network device {} moved in as {}", d.host, d.name);
+    }
 }
 
 /// What was checked and opened before the record was made, for the init.

@@ -69,11 +69,7 @@ pub fn plan(linux: Option<&Linux>, new_netns: bool, joins_netns: bool) -> Result
     }
     for (i, p) in out.iter().enumerate() {
         if !p.name.ends_with("%d") && out[..i].iter().any(|q| q.name == p.name) {
-            bail!(
-                "{}.name: {:?} is given to two devices",
-                p.field(),
-                p.name
-            );
+            bail!("{}.name: {:?} is given to two devices", p.field(), p.name);
         }
     }
     Ok(out)
@@ -293,8 +289,10 @@ impl Netlink {
         let a = answers.first().context("no answer")?;
         for (t, v) in attrs(&a[IFINFO..]) {
             if t == libc::IFLA_IFNAME {
-                return Ok(String::from_utf8_lossy(v.split(|c| *c == 0).next().unwrap_or(&[]))
-                    .into_owned());
+                return Ok(
+                    String::from_utf8_lossy(v.split(|c| *c == 0).next().unwrap_or(&[]))
+                        .into_owned(),
+                );
             }
         }
         bail!("link {index} has no name")
@@ -303,7 +301,11 @@ impl Netlink {
     /// Moves link `index` into the namespace `ns_fd`, named `name` there, in one request.
     fn move_link(&self, index: i32, ns_fd: i32, name: &str) -> Result<()> {
         let mut body = Self::ifinfo(index, 0, 0);
-        attr(&mut body, libc::IFLA_NET_NS_FD, &(ns_fd as u32).to_ne_bytes());
+        attr(
+            &mut body,
+            libc::IFLA_NET_NS_FD,
+            &(ns_fd as u32).to_ne_bytes(),
+        );
         attr(&mut body, libc::IFLA_IFNAME, &cstr(name));
         self.request(libc::RTM_NEWLINK, libc::NLM_F_ACK as u16, &body)
             .map(drop)
@@ -382,8 +384,14 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                NetDevPlan { host: "dummy1".into(), name: "dummy1".into() },
-                NetDevPlan { host: "eth9".into(), name: "ctr0".into() },
+                NetDevPlan {
+                    host: "dummy1".into(),
+                    name: "dummy1".into()
+                },
+                NetDevPlan {
+                    host: "eth9".into(),
+                    name: "ctr0".into()
+                },
             ]
         );
     }
@@ -391,13 +399,29 @@ mod tests {
     #[test]
     fn bad_entries_name_the_field() {
         let err = |j: &str, new: bool| plan(Some(&linux(j)), new, false).unwrap_err().to_string();
-        assert!(err(r#"{"netDevices":{"d0":{}}}"#, false).contains("linux.netDevices: the container has no network namespace"));
-        assert!(err(r#"{"netDevices":{"d0":{"name":"a/b"}}}"#, true).contains("linux.netDevices.d0.name: \"a/b\""));
-        assert!(err(r#"{"netDevices":{"d0":{"name":"abcdefghijklmnop"}}}"#, true).contains("linux.netDevices.d0.name"));
-        assert!(err(r#"{"netDevices":{"d0":{"name":"x"},"d1":{"name":"x"}}}"#, true).contains("linux.netDevices.d1.name: \"x\" is given to two devices"));
+        assert!(err(r#"{"netDevices":{"d0":{}}}"#, false)
+            .contains("linux.netDevices: the container has no network namespace"));
+        assert!(err(r#"{"netDevices":{"d0":{"name":"a/b"}}}"#, true)
+            .contains("linux.netDevices.d0.name: \"a/b\""));
+        assert!(
+            err(r#"{"netDevices":{"d0":{"name":"abcdefghijklmnop"}}}"#, true)
+                .contains("linux.netDevices.d0.name")
+        );
+        assert!(err(
+            r#"{"netDevices":{"d0":{"name":"x"},"d1":{"name":"x"}}}"#,
+            true
+        )
+        .contains("linux.netDevices.d1.name: \"x\" is given to two devices"));
         assert!(err(r#"{"netDevices":{"":{}}}"#, true).contains("linux.netDevices.: not a valid"));
         // A %d template is the kernel's to fill, also for several devices.
-        assert!(plan(Some(&linux(r#"{"netDevices":{"d0":{"name":"c%d"},"d1":{"name":"c%d"}}}"#)), true, false).is_ok());
+        assert!(plan(
+            Some(&linux(
+                r#"{"netDevices":{"d0":{"name":"c%d"},"d1":{"name":"c%d"}}}"#
+            )),
+            true,
+            false
+        )
+        .is_ok());
     }
 
     #[test]

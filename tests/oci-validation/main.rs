@@ -9,4 +9,5 @@ mod lifecycle;
 mod namespaces;
 mod process;
 mod rootfs;
+mod runc_compat;
 mod seccomp;
