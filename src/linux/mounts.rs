@@ -195,39 +195,62 @@ pub fn tmpfs_data(data: &str, covered: Option<u32>) -> String {
     }
 }
 
-/// tmpcopyup: copies the tree under `from` (the covered directory, reached through an fd opened
-/// before the mount) into `to` (the new tmpfs), keeping modes, owners, symlinks and device
-/// nodes. Symlinks are copied, never followed.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let md = std::fs::symlink_metadata(&src)?;
-        let ft = md.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir(&dst)?;
-            copy_tree(&src, &dst)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
-        } else if ft.is_file() {
-            std::fs::copy(&src, &dst)?;
-        } else {
-            let kind = if ft.is_block_device() {
-                nix::sys::stat::SFlag::S_IFBLK
-            } else if ft.is_char_device() {
-                nix::sys::stat::SFlag::S_IFCHR
-            } else if ft.is_fifo() {
-                nix::sys::stat::SFlag::S_IFIFO
-            } else {
-                continue; // sockets belong to a process; runc skips them too
-            };
-            nix::sys::stat::mknod(&dst, kind, Mode::from_bits_truncate(md.mode()), md.rdev())?;
+/// tmpcopyup: copies the tree under `from` (the covered directory, an fd opened before the
+/// mount) into `to` (the new tmpfs), keeping modes, owners, symlinks and device nodes. The source
+/// is walked by fd with O_NOFOLLOW, so a symlink swapped in meanwhile is never followed out of
+/// the rootfs; symlinks are copied as symlinks.
+fn copy_tree(from: &OwnedFd, to: &Path) -> Result<()> {
+    use nix::sys::stat::{fstatat, SFlag};
+    let nofollow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+    let dir = nix::dir::Dir::openat(
+        Some(from.as_raw_fd()),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let names: Vec<CString> = dir
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        let dst = to.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+        let st = fstatat(Some(from.as_raw_fd()), name.as_c_str(), nofollow)?;
+        let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+        let open = |flags: OFlag| -> Result<OwnedFd> {
+            let fd = nix::fcntl::openat(
+                Some(from.as_raw_fd()),
+                name.as_c_str(),
+                flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            Ok(unsafe_owned(fd))
+        };
+        match kind {
+            SFlag::S_IFDIR => {
+                std::fs::create_dir(&dst)?;
+                copy_tree(&open(OFlag::O_RDONLY | OFlag::O_DIRECTORY)?, &dst)?;
+            }
+            SFlag::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(Some(from.as_raw_fd()), name.as_c_str())?;
+                std::os::unix::fs::symlink(target, &dst)?;
+            }
+            SFlag::S_IFREG => {
+                let mut src = std::fs::File::from(open(OFlag::O_RDONLY)?);
+                std::io::copy(&mut src, &mut std::fs::File::create(&dst)?)?;
+            }
+            SFlag::S_IFBLK | SFlag::S_IFCHR | SFlag::S_IFIFO => {
+                let mode = Mode::from_bits_truncate(st.st_mode);
+                nix::sys::stat::mknod(&dst, kind, mode, st.st_rdev)?;
+            }
+            _ => continue, // sockets belong to a process; runc skips them too
         }
-        std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()))?;
+        std::os::unix::fs::lchown(&dst, Some(st.st_uid), Some(st.st_gid))?;
         // After chown, which clears set-id bits.
-        if !ft.is_symlink() {
-            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        if kind != SFlag::S_IFLNK {
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777);
+            std::fs::set_permissions(&dst, mode)?;
         }
     }
     Ok(())
@@ -427,7 +450,7 @@ pub fn apply(
     let top = open_in_root(root, &rel).with_context(ctx)?;
     let target = fd_path(&top);
     if m.tmpcopyup {
-        copy_tree(&fd_path(&dest), &target)
+        copy_tree(&dest, &target)
             .with_context(|| format!("{field}: tmpcopyup of {}", m.destination.display()))?;
     }
     if m.is_bind && !m.remount_flags.is_empty() {
