@@ -339,3 +339,17 @@ fn debug_says_what_hako_does() {
         "{text}"
     );
 }
+
+#[test]
+fn kill_with_signal_0_checks_the_container_is_there() {
+    let env = Env::new();
+    let b = env.bundle(|c| c["process"]["args"] = json!(["sleep", "30"]));
+    let id = unique_id("sig0");
+    let out = env.hako(&["create", "-b", b.path(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // kill(2)'s signal 0: nothing is sent, the call says whether the process is there.
+    let out = env.hako(&["kill", &id, "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.status(&id), "created");
+    assert_error(&env.hako(&["kill", &id, "999"]), "invalid signal");
+}
