@@ -107,9 +107,9 @@ build_helper seccompagent seccomp
 arch=$(go env GOARCH)
 make_rootfs() {
   local dir=$1
-  # No proc, sys or dev: like the images the suite was written for (mask.bats checks that a
-  # symlink put there is refused).
-  mkdir -p "$dir"/{bin,sbin,etc,tmp,root,home,var/spool/mail,usr/bin,usr/sbin,lib}
+  # /dev but no /proc or /sys, like the images the suite was written for (mask.bats checks that
+  # a symlink put at /proc is refused; userns.bats makes them).
+  mkdir -p "$dir"/{bin,sbin,etc,dev,tmp,root,home,var/spool/mail,usr/bin,usr/sbin,lib}
   chmod 1777 "$dir/tmp"
   cp /bin/busybox "$dir/bin/busybox"
   local applet
@@ -144,7 +144,9 @@ nogroup:x:65534:
 EOF
 }
 mkdir -p "$integ/testdata"
-if [ ! -s "$integ/testdata/busybox-$arch.tar.xz" ] || [ ! -s "$integ/testdata/debian-$arch.tar.xz" ]; then
+recipe=2 # bump when make_rootfs changes: cached images are made again
+if [ "$(cat "$integ/testdata/hako-images" 2>/dev/null)" != "$recipe" ] ||
+  [ ! -s "$integ/testdata/busybox-$arch.tar.xz" ] || [ ! -s "$integ/testdata/debian-$arch.tar.xz" ]; then
   work=$(mktemp -d)
   make_rootfs "$work/busybox"
   tar -C "$work/busybox" -cJf "$integ/testdata/busybox-$arch.tar.xz" .
@@ -153,6 +155,7 @@ if [ ! -s "$integ/testdata/busybox-$arch.tar.xz" ] || [ ! -s "$integ/testdata/de
   echo 'include /etc/ld.so.conf.d/*.conf' >"$work/debian/etc/ld.so.conf"
   tar -C "$work/debian" -cJf "$integ/testdata/debian-$arch.tar.xz" .
   rm -rf "$work"
+  echo "$recipe" >"$integ/testdata/hako-images"
 fi
 
 # Which tests may fail for this runtime: "FILE.bats: name" → reason.

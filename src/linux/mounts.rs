@@ -178,6 +178,27 @@ pub fn plan(index: usize, m: &Mount) -> Result<MountPlan> {
     })
 }
 
+/// proc and sysfs go on a real directory, never through a symlink or onto a file the rootfs
+/// placed there (runc refuses the same: a /proc symlink has been used to fool LSM policies).
+fn ordinary_dir_or_absent(root: &OwnedFd, rel: &Path, fstype: &str) -> Result<()> {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Ok(());
+    };
+    let Ok(dir) = open_in_root(root, parent) else {
+        return Ok(()); // made later, as a directory
+    };
+    match nix::sys::stat::fstatat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => {
+            bail!("{fstype} must be mounted on ordinary directory, and this is not a directory (a symlink?)")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// tmpfs data: without `mode=`, the mode of the directory the tmpfs covers (`covered`, absent
 /// when hako made the directory), as runc does; tmpfs's own default (1777) otherwise. Pure.
 pub fn tmpfs_data(data: &str, covered: Option<u32>) -> String {
@@ -201,6 +222,7 @@ pub fn tmpfs_data(data: &str, covered: Option<u32>) -> String {
 /// the rootfs; symlinks are copied as symlinks.
 fn copy_tree(from: &OwnedFd, to: &Path) -> Result<()> {
     use nix::sys::stat::{fstatat, SFlag};
+    use std::os::unix::ffi::OsStrExt;
     let nofollow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
     let dir = nix::dir::Dir::openat(
         Some(from.as_raw_fd()),
@@ -416,6 +438,10 @@ pub fn apply(
                 src.display()
             );
         }
+    }
+    if matches!(m.fstype.as_str(), "proc" | "sysfs") {
+        ordinary_dir_or_absent(root, &rel, &m.fstype)
+            .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     }
     let tmpfs = m.fstype == "tmpfs";
     // The mode of a directory the tmpfs covers, before anything is created.

@@ -353,3 +353,23 @@ fn kill_with_signal_0_checks_the_container_is_there() {
     assert_eq!(env.status(&id), "created");
     assert_error(&env.hako(&["kill", &id, "999"]), "invalid signal");
 }
+
+#[test]
+fn proc_is_not_mounted_through_a_symlink() {
+    let env = Env::new();
+    for (dest, typ) in [("proc", "proc"), ("sys", "sysfs")] {
+        let b = env.bundle(|_| {});
+        let path = b.rootfs().join(dest);
+        std::fs::remove_dir(&path).unwrap();
+        std::os::unix::fs::symlink("/elsewhere", &path).unwrap();
+        assert_error(
+            &env.hako(&["create", "-b", b.path(), &unique_id("procln")]),
+            &format!("/{dest}: {typ} must be mounted on ordinary directory"),
+        );
+        assert!(
+            !b.rootfs().join("elsewhere").exists(),
+            "mounted through the symlink"
+        );
+    }
+    assert!(env.ids().is_empty());
+}
