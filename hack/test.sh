@@ -38,3 +38,12 @@ if [ "${HAKO_SKIP_VM:-}" = 1 ]; then
 else
   bash hack/vm/run.sh
 fi
+
+# --- runc's integration suite (runc 1.1.5's tests/integration, from Debian's source package) ---
+# against hako, then against Debian's runc 1.1.5 on the same host for comparison. Each run fails
+# on a failure not listed, with its reason, in hack/runc-suite.expected-failures.
+# HAKO_RUNC_SUITE=0 leaves it out; HAKO_RUNC_SUITE=hako runs only hako's half.
+if [ "${HAKO_RUNC_SUITE:-1}" != 0 ]; then
+  bash hack/runc-suite.sh target/debug/hako
+  [ "${HAKO_RUNC_SUITE:-1}" = hako ] || bash hack/runc-suite.sh runc
+fi

@@ -210,6 +210,14 @@ impl Cgroup {
     /// A cgroup another container (or anything else) still uses is not ours to take: runc 1.2
     /// refuses a non-empty one, and a frozen one would freeze the container from its start.
     pub fn ensure_unused(&self) -> Result<()> {
+        // Checked first: on v1 the cgroup may exist in the freezer hierarchy alone.
+        if self.is_frozen() {
+            bail!(
+                "cgroup {}: is frozen (the container's cgroup unexpectedly frozen): \
+                 thaw it or choose another linux.cgroupsPath",
+                self.path.display()
+            );
+        }
         let exists = self.dir("devices").is_some_and(|d| d.exists());
         if !exists {
             return Ok(());
@@ -222,9 +230,6 @@ impl Cgroup {
                 self.path.display(),
                 pids.len()
             );
-        }
-        if self.is_frozen() {
-            bail!("cgroup {}: is frozen", self.path.display());
         }
         Ok(())
     }

@@ -14,8 +14,8 @@ use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
 use crate::launch::plan::{self, ContainerPlan, ProcessPlan};
 use crate::launch::{self, Handshake, InitConfig};
-use crate::linux::seccomp::{self, Listener};
-use crate::linux::{capabilities, lsm, namespaces};
+use crate::linux::seccomp::{self, Listener, SeccompPlan};
+use crate::linux::{capabilities, lsm, namespaces, netdev};
 use crate::trace;
 
 pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
@@ -30,6 +30,12 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
     let ns = namespaces::plan(b.spec.linux().as_ref())?;
+    let joins_net = ns
+        .joins
+        .iter()
+        .any(|j| j.typ == oci_spec::runtime::LinuxNamespaceType::Network);
+    let netdevs = netdev::plan(b.spec.linux().as_ref(), ns.new_net_ns, joins_net)?;
+    netdev::check_host(&netdevs)?;
     if !ns.has_mount_ns && b.spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");
     }
@@ -55,6 +61,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     let container = plan::container(&b.spec, ns.has_mount_ns)?;
     trace::phase("process and container planned");
     let joins = namespaces::open_joins(&ns.joins)?;
+    debug_plan(&b, &ns, &process.caps, process.seccomp.as_ref(), &netdevs);
     let terminal = process.terminal;
     let console_socket = match (&args.console_socket, own_console) {
         _ if !terminal => None,
@@ -101,6 +108,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         container,
         listen_fds,
         cgroup,
+        netdevs,
     };
     let result = build(args, &b, &mut c, parts, &mut hooks_began);
     if let Err(e) = result {
@@ -112,6 +120,61 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     Ok(c)
 }
 
+/// `--debug`: what the init will be asked to do, decided before anything exists.
+fn debug_plan(
+    b: &Bundle,
+    ns: &namespaces::NamespacePlan,
+    caps: &capabilities::CapsPlan,
+    seccomp: Option<&SeccompPlan>,
+    netdevs: &[netdev::NetDevPlan],
+) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let sorted = |set: &caps::CapsHashSet| {
+        let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
+        v.sort();
+        v.join(",")
+    };
+    let joins: Vec<String> = ns
+        .joins
+        .iter()
+        .map(|j| j.path.display().to_string())
+        .collect();
+    tracing::debug!(
+        "plan: bundle {}, rootfs {}",
+        b.dir.display(),
+        b.rootfs.display()
+    );
+    tracing::debug!(
+        "plan: namespaces: clone {:?}, unshare {:?}, join [{}], fork after: {}",
+        ns.clone_flags,
+        ns.unshare_flags,
+        joins.join(", "),
+        ns.fork_after
+    );
+    let mounts: Vec<String> = (b.spec.mounts().iter().flatten())
+        .map(|m| m.destination().display().to_string())
+        .collect();
+    tracing::debug!("plan: mounts [{}]", mounts.join(", "));
+    tracing::debug!(
+        "plan: capabilities: bounding [{}], effective [{}], ambient [{}]",
+        sorted(&caps.bounding),
+        sorted(&caps.effective),
+        sorted(&caps.ambient)
+    );
+    if let Some(s) = seccomp {
+        tracing::debug!(
+            "plan: seccomp: {} BPF instructions, flags {:#x}",
+            s.program.len(),
+            s.flags
+        );
+    }
+    for d in netdevs {
+        tracing::debug!("plan: network device {} moved in as {}", d.host, d.name);
+    }
+}
+
 /// What was checked and opened before the record was made, for the init.
 struct InitParts {
     ns: namespaces::NamespacePlan,
@@ -121,6 +184,7 @@ struct InitParts {
     container: ContainerPlan,
     listen_fds: u32,
     cgroup: Cgroup,
+    netdevs: Vec<netdev::NetDevPlan>,
 }
 
 fn build(
@@ -166,6 +230,7 @@ fn build(
         cgroup,
         spec: &b.spec,
         hooks_began: false,
+        netdevs: &parts.netdevs,
     };
     let pid = launch::spawn_init(&cfg, &mut parent);
     *hooks_began = parent.hooks_began;
@@ -186,6 +251,7 @@ struct Parent<'a> {
     cgroup: &'a Cgroup,
     spec: &'a oci_spec::runtime::Spec,
     hooks_began: bool,
+    netdevs: &'a [netdev::NetDevPlan],
 }
 
 impl Handshake for Parent<'_> {
@@ -213,6 +279,8 @@ impl Handshake for Parent<'_> {
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
         trace::phase("init in its namespaces");
+        // Before the hooks, which may configure the devices (runtime-spec: "MUST be available").
+        netdev::move_all(self.netdevs, pid)?;
         // `creating`: the create operation has not finished (runtime.md "State"); runc agrees.
         let state = self.c.record.state_json(Status::Creating);
         self.hooks_began = true;
