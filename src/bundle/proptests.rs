@@ -348,7 +348,7 @@ proptest! {
         }
         let text = serde_json::to_string(&config).unwrap();
         if let Err(e) = load_and_plan(&text, dir.path()) {
-            let msg = format!("{e:#}");
+            let msg = crate::logging::error_line(&e);
             prop_assert!(!msg.contains('\n'), "error of more than one line: {msg}");
             prop_assert!(msg.starts_with("config.json"), "error naming no field: {msg}");
         }

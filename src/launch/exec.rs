@@ -102,7 +102,7 @@ fn child_main(cfg: &ExecConfig, chan: Channel) -> ! {
         Ok(Failed::Program(e)) => (e, 127),
         Err(e) => (e, 1),
     };
-    let msg = format!("{err:#}");
+    let msg = crate::logging::error_line(&err);
     if chan.send(&Msg::Error { msg: msg.clone() }).is_err() {
         eprintln!("hako: {msg}");
     }

@@ -25,7 +25,7 @@ pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let msg = format!("{err:#}");
+    let msg = crate::logging::error_line(&err);
     // After `created` nobody listens on the channel: the container's stderr is what is left.
     if chan.send(&Msg::Error { msg: msg.clone() }).is_err() {
         eprintln!("hako: {msg}");
