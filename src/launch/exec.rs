@@ -153,5 +153,7 @@ fn run(cfg: &ExecConfig, chan: &Channel) -> Result<Failed> {
         console::setup(sock.as_raw_fd(), cfg.process.console_size)?;
     }
     let ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, false)?;
+    // As in the init: the runtime's /proc must not be reachable while execve resolves paths.
+    drop(proc);
     Ok(ready.exec())
 }

@@ -149,6 +149,9 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     let ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, true)?;
     chan.send(&Msg::Created)?;
     let start = wait_for_start(&proc, cfg.exec_fifo.as_raw_fd())?;
+    // The runtime's /proc is a way out of the container (its fd/N, its pids' roots): closed
+    // before anything the container controls is looked up again (hooks, execve, interpreters).
+    drop(proc);
     // `hako start` reads the fifo until it closes, at execve (close-on-exec) or at our exit:
     // what it finds there is why the program did not run.
     let fail = |err: anyhow::Error| -> ! {
