@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub const DEFAULT_ROOT: &str = "/run/hako";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "hako",
@@ -12,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// Directory for the containers' state
-    #[arg(long, global = true, default_value = "/run/hako")]
+    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
     pub root: PathBuf,
     /// Log file (default: stderr)
     #[arg(long, global = true)]

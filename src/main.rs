@@ -75,7 +75,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = logging::error_line(&e);
             // The log gets the runc-shaped line (containerd shows it); a person gets one plain line.
             if !to_stderr {
                 tracing::error!("{msg}");

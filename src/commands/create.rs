@@ -14,8 +14,8 @@ use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
 use crate::launch::plan::{self, ContainerPlan, ProcessPlan};
 use crate::launch::{self, Handshake, InitConfig};
-use crate::linux::seccomp::{self, Listener};
-use crate::linux::{capabilities, lsm, namespaces};
+use crate::linux::seccomp::{self, Listener, SeccompPlan};
+use crate::linux::{capabilities, lsm, namespaces, netdev};
 use crate::trace;
 
 pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
@@ -30,14 +30,20 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
     let ns = namespaces::plan(b.spec.linux().as_ref())?;
+    let joins_net = ns
+        .joins
+        .iter()
+        .any(|j| j.typ == oci_spec::runtime::LinuxNamespaceType::Network);
+    let netdevs = netdev::plan(b.spec.linux().as_ref(), ns.new_net_ns, joins_net)?;
+    netdev::check_host(&netdevs)?;
     if !ns.has_mount_ns && b.spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");
     }
     // Everything the init will do is planned and checked before anything is made.
-    let listen_fds: u32 = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let listen_fds = listen_fds(
+        std::env::var("LISTEN_FDS").ok(),
+        std::env::var("LISTEN_PID").ok(),
+    );
     let mut extra_env = Vec::new();
     if listen_fds > 0 {
         extra_env.push(format!("LISTEN_FDS={listen_fds}"));
@@ -55,6 +61,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     let container = plan::container(&b.spec, ns.has_mount_ns)?;
     trace::phase("process and container planned");
     let joins = namespaces::open_joins(&ns.joins)?;
+    debug_plan(&b, &ns, &process.caps, process.seccomp.as_ref(), &netdevs);
     let terminal = process.terminal;
     let console_socket = match (&args.console_socket, own_console) {
         _ if !terminal => None,
@@ -101,6 +108,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         container,
         listen_fds,
         cgroup,
+        netdevs,
     };
     let result = build(args, &b, &mut c, parts, &mut hooks_began);
     if let Err(e) = result {
@@ -112,6 +120,61 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     Ok(c)
 }
 
+/// `--debug`: what the init will be asked to do, decided before anything exists.
+fn debug_plan(
+    b: &Bundle,
+    ns: &namespaces::NamespacePlan,
+    caps: &capabilities::CapsPlan,
+    seccomp: Option<&SeccompPlan>,
+    netdevs: &[netdev::NetDevPlan],
+) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let sorted = |set: &caps::CapsHashSet| {
+        let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
+        v.sort();
+        v.join(",")
+    };
+    let joins: Vec<String> = ns
+        .joins
+        .iter()
+        .map(|j| j.path.display().to_string())
+        .collect();
+    tracing::debug!(
+        "plan: bundle {}, rootfs {}",
+        b.dir.display(),
+        b.rootfs.display()
+    );
+    tracing::debug!(
+        "plan: namespaces: clone {:?}, unshare {:?}, join [{}], fork after: {}",
+        ns.clone_flags,
+        ns.unshare_flags,
+        joins.join(", "),
+        ns.fork_after
+    );
+    let mounts: Vec<String> = (b.spec.mounts().iter().flatten())
+        .map(|m| m.destination().display().to_string())
+        .collect();
+    tracing::debug!("plan: mounts [{}]", mounts.join(", "));
+    tracing::debug!(
+        "plan: capabilities: bounding [{}], effective [{}], ambient [{}]",
+        sorted(&caps.bounding),
+        sorted(&caps.effective),
+        sorted(&caps.ambient)
+    );
+    if let Some(s) = seccomp {
+        tracing::debug!(
+            "plan: seccomp: {} BPF instructions, flags {:#x}",
+            s.program.len(),
+            s.flags
+        );
+    }
+    for d in netdevs {
+        tracing::debug!("plan: network device {} moved in as {}", d.host, d.name);
+    }
+}
+
 /// What was checked and opened before the record was made, for the init.
 struct InitParts {
     ns: namespaces::NamespacePlan,
@@ -121,6 +184,7 @@ struct InitParts {
     container: ContainerPlan,
     listen_fds: u32,
     cgroup: Cgroup,
+    netdevs: Vec<netdev::NetDevPlan>,
 }
 
 fn build(
@@ -166,6 +230,7 @@ fn build(
         cgroup,
         spec: &b.spec,
         hooks_began: false,
+        netdevs: &parts.netdevs,
     };
     let pid = launch::spawn_init(&cfg, &mut parent);
     *hooks_began = parent.hooks_began;
@@ -186,6 +251,7 @@ struct Parent<'a> {
     cgroup: &'a Cgroup,
     spec: &'a oci_spec::runtime::Spec,
     hooks_began: bool,
+    netdevs: &'a [netdev::NetDevPlan],
 }
 
 impl Handshake for Parent<'_> {
@@ -213,6 +279,8 @@ impl Handshake for Parent<'_> {
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
         trace::phase("init in its namespaces");
+        // Before the hooks, which may configure the devices (runtime-spec: "MUST be available").
+        netdev::move_all(self.netdevs, pid)?;
         // `creating`: the create operation has not finished (runtime.md "State"); runc agrees.
         let state = self.c.record.state_json(Status::Creating);
         self.hooks_began = true;
@@ -247,16 +315,80 @@ fn host_id_of_root(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> u32 {
         .unwrap_or(0)
 }
 
-/// Writes the pid file atomically, as runc does.
+/// The socket-activation fds (3 .. 3+LISTEN_FDS) handed to the container: only those systemd
+/// meant for this very process (LISTEN_PID is hako's pid); a stray environment inherited from
+/// elsewhere must not pass whatever fds happen to be open into the container.
+fn listen_fds(fds: Option<String>, pid: Option<String>) -> u32 {
+    let ours = pid.and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    match fds.and_then(|n| n.parse().ok()) {
+        Some(n) if ours => n,
+        _ => 0,
+    }
+}
+
+/// Writes the pid file atomically, as runc does: a temporary file next to it, created with
+/// O_EXCL|O_NOFOLLOW so that a symlink or file planted at that name is refused rather than
+/// written through, then renamed over the pid file (rename replaces, it never follows).
 pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path =
         std::path::absolute(path).with_context(|| format!("--pid-file {}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
-    std::fs::write(&tmp, pid.to_string())
-        .with_context(|| format!("--pid-file {}", tmp.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("pid");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(pid.to_string().as_bytes())?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        // Only a file this call made is removed; a planted one is left for its owner to see.
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        bail!("--pid-file: {}: {e}", tmp.display());
+    }
     std::fs::rename(&tmp, &path).with_context(|| format!("--pid-file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_fds_only_for_our_own_pid() {
+        let me = Some(std::process::id().to_string());
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(listen_fds(s("2"), me.clone()), 2);
+        assert_eq!(listen_fds(s("2"), s("1")), 0);
+        assert_eq!(listen_fds(s("2"), None), 0);
+        assert_eq!(listen_fds(s("x"), me.clone()), 0);
+        assert_eq!(listen_fds(None, me), 0);
+    }
+
+    #[test]
+    fn pid_file_refuses_a_planted_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(".pid.tmp")).unwrap();
+        let err = write_pid_file(&dir.path().join("pid"), 42).unwrap_err();
+        assert!(err.to_string().contains(".pid.tmp"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!dir.path().join("pid").exists());
+
+        std::fs::remove_file(dir.path().join(".pid.tmp")).unwrap();
+        write_pid_file(&dir.path().join("pid"), 42).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("pid")).unwrap(),
+            "42"
+        );
+        assert!(!dir.path().join(".pid.tmp").exists());
+    }
 }

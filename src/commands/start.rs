@@ -39,6 +39,10 @@ pub fn start(c: &mut Container) -> Result<()> {
         .open(&fifo)
         .with_context(|| format!("open {}", fifo.display()))?;
     released(c, &f)?;
+    tracing::debug!(
+        "start {}: init released from the exec fifo (startContainer hooks, then execve)",
+        c.record.id
+    );
     if let Err(e) = executed(f) {
         super::delete::destroy(c, true);
         return Err(e);
@@ -49,6 +53,7 @@ pub fn start(c: &mut Container) -> Result<()> {
         }
         _ => {}
     }
+    tracing::debug!("start {}: process executed", c.record.id);
     c.record.status = Status::Running;
     c.save()?;
     let state = c.record.state_json(Status::Running);

@@ -102,7 +102,7 @@ fn child_main(cfg: &ExecConfig, chan: Channel) -> ! {
         Ok(Failed::Program(e)) => (e, 127),
         Err(e) => (e, 1),
     };
-    let msg = format!("{err:#}");
+    let msg = crate::logging::error_line(&err);
     if chan.send(&Msg::Error { msg: msg.clone() }).is_err() {
         eprintln!("hako: {msg}");
     }
@@ -153,5 +153,7 @@ fn run(cfg: &ExecConfig, chan: &Channel) -> Result<Failed> {
         console::setup(sock.as_raw_fd(), cfg.process.console_size)?;
     }
     let ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, false)?;
+    // As in the init: the runtime's /proc must not be reachable while execve resolves paths.
+    drop(proc);
     Ok(ready.exec())
 }

@@ -54,12 +54,10 @@ pub fn prepare<'a>(
 
     // Environment and program, resolved in the container's root.
     let mut env = plan.env.clone();
-    set_home(&mut env, plan.user.uid());
-    let cwd = &plan.cwd;
-    std::fs::create_dir_all(cwd)
-        .with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
-    exec::chdir_inside_root(cwd)?;
-    let program = exec::find_program(&plan.args[0], &env)
+    set_home(&mut env, plan.user.uid())?;
+    let root = exec::open_root()?;
+    exec::chdir_inside_root(&root, &plan.cwd)?;
+    let program = exec::find_program(&root, &plan.args[0], &env)
         .and_then(|path| exec::Program::new(&path, &plan.args, &env));
     let program = match program {
         Err(e) if !defer_missing_program => return Err(e),
@@ -134,11 +132,13 @@ fn install_seccomp(plan: &SeccompPlan, chan: &Channel) -> Result<()> {
 }
 
 /// HOME unset or empty becomes the user's home from the container's /etc/passwd (as runc).
-fn set_home(env: &mut Vec<String>, uid: u32) {
+fn set_home(env: &mut Vec<String>, uid: u32) -> Result<()> {
     env.retain(|e| e != "HOME=");
     if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", home_of(uid)));
+        let passwd = exec::read_in_root(&exec::open_root()?, "etc/passwd").unwrap_or_default();
+        env.push(format!("HOME={}", home_of(&passwd, uid)));
     }
+    Ok(())
 }
 
 /// Whether setgroups(2) is allowed (not denied in this user namespace).
@@ -148,9 +148,8 @@ fn may_setgroups(proc: &ProcFs) -> bool {
         .unwrap_or(true)
 }
 
-/// The home directory of `uid` in the container's /etc/passwd, else "/".
-fn home_of(uid: u32) -> String {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+/// The home directory of `uid` in the text of an /etc/passwd, else "/".
+fn home_of(passwd: &str, uid: u32) -> String {
     passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())

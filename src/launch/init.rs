@@ -26,7 +26,7 @@ pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let msg = format!("{err:#}");
+    let msg = crate::logging::error_line(&err);
     // After `created` nobody listens on the channel: the container's stderr is what is left.
     if chan.send(&Msg::Error { msg: msg.clone() }).is_err() {
         eprintln!("hako: {msg}");
@@ -99,7 +99,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         idmaps: &cfg.idmaps,
     };
     if cfg.ns.has_mount_ns {
-        rootfs::prepare(spec, &cfg.container.mounts, &opts)?;
+        rootfs::prepare(spec, &cfg.container.mounts, &cfg.container.devices, &opts)?;
     }
     // The runtime's hooks see the mounts made; the old root is still reachable for theirs.
     chan.send(&Msg::RootfsReady)?;
@@ -150,6 +150,9 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     let ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, true)?;
     chan.send(&Msg::Created)?;
     let start = wait_for_start(&proc, cfg.exec_fifo.as_raw_fd())?;
+    // The runtime's /proc is a way out of the container (its fd/N, its pids' roots): closed
+    // before anything the container controls is looked up again (hooks, execve, interpreters).
+    drop(proc);
     // `hako start` reads the fifo until it closes, at execve (close-on-exec) or at our exit:
     // what it finds there is why the program did not run.
     let fail = |err: anyhow::Error| -> ! {

@@ -11,6 +11,7 @@ use crate::linux::capabilities::{self, CapsPlan};
 use crate::linux::mounts::MountPlan;
 use crate::linux::sched::{self, SchedAttr};
 use crate::linux::seccomp::{self, SeccompPlan};
+use crate::linux::devices::{self, DeviceNode};
 use crate::linux::{namespaces, rlimits, rootfs, sysctl};
 
 /// The process's own settings, as plain data.
@@ -42,6 +43,8 @@ pub struct ContainerPlan {
     /// The text for /proc/self/timens_offsets (empty: none).
     pub time_offsets: String,
     pub personality: Option<libc::c_ulong>,
+    /// `linux.devices`, made in the container's /dev.
+    pub devices: Vec<DeviceNode>,
 }
 
 /// Plans `process` (config.json's, or exec's) with the container's seccomp profile.
@@ -126,6 +129,11 @@ pub fn container(spec: &Spec, has_mount_ns: bool) -> Result<ContainerPlan> {
             .and_then(|l| l.personality().as_ref())
             .map(sched::plan_personality)
             .transpose()?,
+        devices: if has_mount_ns {
+            devices::configured_nodes(spec)?
+        } else {
+            Vec::new()
+        },
     })
 }
 

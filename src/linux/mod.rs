@@ -11,6 +11,7 @@ pub mod lsm;
 pub mod mountinfo;
 pub mod mounts;
 pub mod namespaces;
+pub mod netdev;
 pub mod procfs;
 pub mod rlimits;
 pub mod rootfs;

@@ -29,6 +29,8 @@ pub struct MountPlan {
     pub attr_set: u64,
     pub attr_clr: u64,
     pub is_bind: bool,
+    /// runc's `tmpcopyup`: the new tmpfs starts with a copy of what it covers.
+    pub tmpcopyup: bool,
 }
 
 impl MountPlan {
@@ -169,7 +171,110 @@ pub fn plan(index: usize, m: &Mount) -> Result<MountPlan> {
         attr_set,
         attr_clr,
         is_bind,
+        // runc's extension means something for tmpfs only; elsewhere runc ignores it too.
+        tmpcopyup: m.typ().as_deref() == Some("tmpfs")
+            && m.options().iter().flatten().any(|o| o == "tmpcopyup"),
     })
+}
+
+/// proc and sysfs go on a real directory, never through a symlink or onto a file the rootfs
+/// placed there (runc refuses the same: a /proc symlink has been used to fool LSM policies).
+fn ordinary_dir_or_absent(root: &OwnedFd, rel: &Path, fstype: &str) -> Result<()> {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Ok(());
+    };
+    let Ok(dir) = open_in_root(root, parent) else {
+        return Ok(()); // made later, as a directory
+    };
+    match nix::sys::stat::fstatat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => {
+            bail!("{fstype} must be mounted on ordinary directory, and this is not a directory (a symlink?)")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// tmpfs data: without `mode=`, the mode of the directory the tmpfs covers (`covered`, absent
+/// when hako made the directory), as runc does; tmpfs's own default (1777) otherwise. Pure.
+pub fn tmpfs_data(data: &str, covered: Option<u32>) -> String {
+    let has_mode = data.split(',').any(|o| o.starts_with("mode="));
+    match covered {
+        Some(mode) if !has_mode => {
+            let mode = format!("mode={:o}", mode & 0o7777);
+            if data.is_empty() {
+                mode
+            } else {
+                format!("{data},{mode}")
+            }
+        }
+        _ => data.to_string(),
+    }
+}
+
+/// tmpcopyup: copies the tree under `from` (the covered directory, an fd opened before the
+/// mount) into `to` (the new tmpfs), keeping modes, owners, symlinks and device nodes. The source
+/// is walked by fd with O_NOFOLLOW, so a symlink swapped in meanwhile is never followed out of
+/// the rootfs; symlinks are copied as symlinks.
+fn copy_tree(from: &OwnedFd, to: &Path) -> Result<()> {
+    use nix::sys::stat::{fstatat, SFlag};
+    use std::os::unix::ffi::OsStrExt;
+    let nofollow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+    let dir = nix::dir::Dir::openat(
+        Some(from.as_raw_fd()),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let names: Vec<CString> = dir
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        let dst = to.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+        let st = fstatat(Some(from.as_raw_fd()), name.as_c_str(), nofollow)?;
+        let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+        let open = |flags: OFlag| -> Result<OwnedFd> {
+            let fd = nix::fcntl::openat(
+                Some(from.as_raw_fd()),
+                name.as_c_str(),
+                flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            Ok(unsafe_owned(fd))
+        };
+        match kind {
+            SFlag::S_IFDIR => {
+                std::fs::create_dir(&dst)?;
+                copy_tree(&open(OFlag::O_RDONLY | OFlag::O_DIRECTORY)?, &dst)?;
+            }
+            SFlag::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(Some(from.as_raw_fd()), name.as_c_str())?;
+                std::os::unix::fs::symlink(target, &dst)?;
+            }
+            SFlag::S_IFREG => {
+                let mut src = std::fs::File::from(open(OFlag::O_RDONLY)?);
+                std::io::copy(&mut src, &mut std::fs::File::create(&dst)?)?;
+            }
+            SFlag::S_IFBLK | SFlag::S_IFCHR | SFlag::S_IFIFO => {
+                let mode = Mode::from_bits_truncate(st.st_mode);
+                nix::sys::stat::mknod(&dst, kind, mode, st.st_rdev)?;
+            }
+            _ => continue, // sockets belong to a process; runc skips them too
+        }
+        std::os::unix::fs::lchown(&dst, Some(st.st_uid), Some(st.st_gid))?;
+        // After chown, which clears set-id bits.
+        if kind != SFlag::S_IFLNK {
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777);
+            std::fs::set_permissions(&dst, mode)?;
+        }
+    }
+    Ok(())
 }
 
 /// The destination relative to the rootfs, with `..` kept for openat2 to clamp.
@@ -458,11 +563,29 @@ pub fn apply(
         .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     check_not_inside_proc(&resolved)
         .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
+    if matches!(m.fstype.as_str(), "proc" | "sysfs") {
+        ordinary_dir_or_absent(root, &rel, &m.fstype)
+            .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
+    }
+    let tmpfs = m.fstype == "tmpfs";
+    // The mode of a directory the tmpfs covers, before anything is created.
+    let covered = match tmpfs {
+        true => open_in_root(root, &rel)
+            .and_then(|fd| nix::sys::stat::fstat(fd.as_raw_fd()))
+            .ok()
+            .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .map(|st| st.st_mode),
+        false => None,
+    };
     let dest = create_in_root(root, &rel, src_is_file)
         .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     let target = fd_path(&dest);
     let ctx = || format!("{field}: mount {} on {}", m.fstype, m.destination.display());
-    let data = (!m.data.is_empty()).then_some(m.data.as_str());
+    let data = match tmpfs {
+        true => tmpfs_data(&m.data, covered),
+        false => m.data.clone(),
+    };
+    let data = (!data.is_empty()).then_some(data.as_str());
     if let (true, Some(userns), Some(src)) = (m.is_bind, idmap, m.source.as_deref()) {
         let recursive = m.flags.contains(MsFlags::MS_REC);
         super::idmap::bind(src, &dest, userns, recursive).with_context(ctx)?;
@@ -476,6 +599,10 @@ pub fn apply(
     // The fd names the directory under the new mount: reopen to reach the mount itself.
     let top = open_in_root(root, &rel).with_context(ctx)?;
     let target = fd_path(&top);
+    if m.tmpcopyup {
+        copy_tree(&dest, &target)
+            .with_context(|| format!("{field}: tmpcopyup of {}", m.destination.display()))?;
+    }
     if m.is_bind && !m.remount_flags.is_empty() {
         let mut flags = m.remount_flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
         if in_userns {
@@ -615,6 +742,23 @@ mod tests {
             MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
         );
         assert_eq!(p.attr_clr, MOUNT_ATTR_ATIME);
+    }
+
+    #[test]
+    fn tmpfs_takes_the_covered_mode_unless_told() {
+        assert_eq!(tmpfs_data("size=64k", Some(0o40700)), "size=64k,mode=700");
+        assert_eq!(tmpfs_data("", Some(0o41777)), "mode=1777");
+        assert_eq!(tmpfs_data("mode=755", Some(0o40700)), "mode=755");
+        assert_eq!(tmpfs_data("size=64k", None), "size=64k");
+    }
+
+    #[test]
+    fn tmpcopyup_is_for_tmpfs() {
+        let p = plan(0, &m("tmpfs", "tmpfs", "/x", &["tmpcopyup", "nosuid"])).unwrap();
+        assert!(p.tmpcopyup);
+        assert_eq!(p.data, "");
+        let p = plan(0, &m("bind", "/a", "/x", &["rbind", "tmpcopyup"])).unwrap();
+        assert!(!p.tmpcopyup);
     }
 
     #[test]

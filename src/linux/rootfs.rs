@@ -94,7 +94,12 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Everything up to (not including) pivot_root. Runs in the container's mount namespace.
-pub fn prepare(spec: &Spec, plans: &[MountPlan], opts: &RootfsOptions) -> Result<()> {
+pub fn prepare(
+    spec: &Spec,
+    plans: &[MountPlan],
+    nodes: &[super::devices::DeviceNode],
+    opts: &RootfsOptions,
+) -> Result<()> {
     let (propagation, _) = root_propagation(spec)?;
     mount(none(), "/", none(), propagation, none())
         .context("config.json: linux.rootfsPropagation: set the propagation of /")?;
@@ -132,7 +137,7 @@ pub fn prepare(spec: &Spec, plans: &[MountPlan], opts: &RootfsOptions) -> Result
     if !dev_is_bound {
         super::devices::populate_default(&root, opts.in_userns)?;
     }
-    super::devices::create_configured(&root, spec, opts.in_userns)?;
+    super::devices::create_configured(&root, nodes, opts.in_userns)?;
     Ok(())
 }
 

@@ -331,3 +331,86 @@ fn a_killed_start_leaves_a_startable_record_not_a_hang() {
         env.status(&id)
     );
 }
+
+/// Paths the container controls, pointed through the fds hako holds until execve at the host's
+/// root (`/proc/self/fd/N/2/root`: the host's kthreadd, seen through the runtime's /proc).
+fn through_held_fds(rest: &str) -> Vec<String> {
+    (3..=9)
+        .map(|fd| format!("/proc/self/fd/{fd}/2/root{rest}"))
+        .collect()
+}
+
+/// Adds a capability to every set (a workload that asks for CAP_SYS_PTRACE, say).
+fn add_capability(config: &mut Value, cap: &str) {
+    for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
+        let list = &mut config["process"]["capabilities"][set];
+        if !list.is_array() {
+            *list = json!([]);
+        }
+        list.as_array_mut().unwrap().push(json!(cap));
+    }
+}
+
+#[test]
+fn cwd_through_the_runtimes_proc_makes_nothing_on_the_host() {
+    let env = Env::new();
+    let victim = env.dir.path().join("made-by-the-container");
+    for cwd in through_held_fds(victim.to_str().unwrap()) {
+        let out = env.run_sh("pwd", |c| c["process"]["cwd"] = json!(cwd));
+        assert!(!victim.exists(), "cwd {cwd} made a directory on the host");
+        assert!(
+            out.status.success() || stderr(&out).contains("process.cwd"),
+            "{cwd}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn program_through_the_runtimes_proc_is_not_a_host_binary() {
+    let env = Env::new();
+    let host_program = env.dir.path().join("host-program");
+    std::fs::write(&host_program, "#!/bin/sh\necho RAN-A-HOST-FILE\n").unwrap();
+    std::fs::set_permissions(
+        &host_program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for program in through_held_fds(host_program.to_str().unwrap()) {
+        let b = env.bundle(|c| {
+            c["process"]["args"] = json!([program]);
+            add_capability(c, "CAP_SYS_PTRACE");
+        });
+        let out = env.hako(&["run", "-b", b.path(), &unique_id("hostprog")]);
+        assert!(
+            !stdout(&out).contains("RAN-A-HOST-FILE"),
+            "{program} ran a host file in the container"
+        );
+        assert_eq!(out.status.code(), Some(127), "{program}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn passwd_through_the_runtimes_proc_leaks_no_host_file() {
+    let env = Env::new();
+    let host_file = env.dir.path().join("host-passwd");
+    std::fs::write(&host_file, "root:x:0:0::/LEAKED-FROM-THE-HOST:/bin/sh\n").unwrap();
+    for link in through_held_fds(host_file.to_str().unwrap()) {
+        let b = env.bundle(|c| {
+            c["process"]["args"] = json!(["sh", "-c", "echo home=$HOME"]);
+            add_capability(c, "CAP_SYS_PTRACE");
+            let list = c["process"]["env"].as_array_mut().unwrap();
+            list.retain(|e| !e.as_str().unwrap_or("").starts_with("HOME="));
+        });
+        let passwd = b.rootfs().join("etc/passwd");
+        std::fs::remove_file(&passwd).unwrap();
+        std::os::unix::fs::symlink(&link, &passwd).unwrap();
+        let out = env.hako(&["run", "-b", b.path(), &unique_id("passwd")]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            !stdout(&out).contains("LEAKED"),
+            "HOME came from a host file: {}",
+            stdout(&out)
+        );
+    }
+}

@@ -11,4 +11,6 @@ mod lifecycle;
 mod namespaces;
 mod process;
 mod rootfs;
+mod runc_compat;
 mod seccomp;
+mod security_host;
