@@ -69,7 +69,7 @@ fn interpreter_of(binary: &Path) -> String {
 }
 
 /// The attack's pieces: a copy of hako run from its own path (the victim), its hash, the
-/// directory the attack reports into, and a bundle whose `/sh` is `/proc/self/exe` with the
+/// directory the attack reports into, and a bundle whose `/evil` runs `/proc/self/exe`, with the
 /// stub loader as the ELF interpreter hako asks for.
 struct ExeAttack {
     victim: std::path::PathBuf,
@@ -102,7 +102,14 @@ fn exe_attack(env: &Env, args: Value) -> ExeAttack {
         .output()
         .expect("cc (gcc) builds the attack's stub loader");
     assert!(cc.status.success(), "cc: {}", stderr(&cc));
-    std::os::unix::fs::symlink("/proc/self/exe", rootfs.join("sh")).unwrap();
+    // A script whose interpreter is /proc/self/exe: the kernel, not hako, resolves it at
+    // execve (hako refuses a program path that is a magic link itself).
+    std::fs::write(rootfs.join("evil"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(
+        rootfs.join("evil"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(rootfs.join("attack.sh"), OVERWRITE).unwrap();
     ExeAttack {
         victim,
@@ -145,7 +152,7 @@ fn check_exe_attack(a: &ExeAttack) {
 #[test]
 fn host_binary_cannot_be_overwritten_through_proc_self_exe() {
     let env = Env::new();
-    let a = exe_attack(&env, json!(["/sh"]));
+    let a = exe_attack(&env, json!(["/evil"]));
     let id = unique_id("exe");
     let out = victim_runs(&env, &a, &["run", "-d", "-b", a.bundle.path(), &id]);
     assert!(out.status.success(), "run -d: {}", stderr(&out));
@@ -161,7 +168,7 @@ fn host_binary_cannot_be_overwritten_through_exec() {
     let id = unique_id("exe-exec");
     let out = victim_runs(&env, &a, &["run", "-d", "-b", a.bundle.path(), &id]);
     assert!(out.status.success(), "run -d: {}", stderr(&out));
-    let out = victim_runs(&env, &a, &["exec", "-d", &id, "/sh"]);
+    let out = victim_runs(&env, &a, &["exec", "-d", &id, "/evil"]);
     assert!(out.status.success(), "exec -d: {}", stderr(&out));
     check_exe_attack(&a);
 }
@@ -342,7 +349,13 @@ fn through_held_fds(rest: &str) -> Vec<String> {
 
 /// Adds a capability to every set (a workload that asks for CAP_SYS_PTRACE, say).
 fn add_capability(config: &mut Value, cap: &str) {
-    for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
+    for set in [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ] {
         let list = &mut config["process"]["capabilities"][set];
         if !list.is_array() {
             *list = json!([]);
