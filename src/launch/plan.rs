@@ -8,10 +8,10 @@ use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{Linux, Process, Spec, User};
 
 use crate::linux::capabilities::{self, CapsPlan};
+use crate::linux::devices::{self, DeviceNode};
 use crate::linux::mounts::MountPlan;
 use crate::linux::sched::{self, SchedAttr};
 use crate::linux::seccomp::{self, SeccompPlan};
-use crate::linux::devices::{self, DeviceNode};
 use crate::linux::{namespaces, rlimits, rootfs, sysctl};
 
 /// The process's own settings, as plain data.

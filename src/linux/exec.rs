@@ -1,9 +1,9 @@
 //! The last step: find args[0] like execvp(3) does, with the container's PATH, and execve it.
 
 use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
