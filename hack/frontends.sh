@@ -113,7 +113,7 @@ until_true() {
 pids_with() {
   local f
   for f in /proc/[0-9]*/cmdline; do
-    tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "$1" && [ "${f:6:-8}" != "$BASHPID" ] && echo "${f:6:-8}"
+    tr '\0' ' ' 2>/dev/null <"$f" | grep -qF -- "$1" && [ "${f:6:-8}" != "$BASHPID" ] && echo "${f:6:-8}"
   done
   true
 }
