@@ -26,3 +26,9 @@ cargo build --quiet
 # Unit tests, then the conformance suite.
 cargo test --quiet --bin hako
 cargo test --quiet --test oci-validation
+
+# --- Front-ends: containerd (ctr, runc v2 shim) and podman (conmon, netavark) drive hako with
+# an image, volumes, networks and published ports, on private sockets/roots (about a minute).
+# hack/frontends.sh installs them; `RUNTIME=/usr/sbin/runc bash hack/frontends.sh` runs the
+# same scenarios against runc.
+bash hack/frontends.sh
