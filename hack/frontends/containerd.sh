@@ -47,6 +47,23 @@ containerd_cleanup() {
   true
 }
 
+# The README's recipe for CRI clients (kubelet, crictl: none here) is a config containerd 1.6
+# takes, with BinaryName where the runc v2 shim will read it. ctr does not read it.
+ctr_config_binaryname() {
+  cat >"$C/cri.toml" <<EOF
+version = 2
+root = "$C/root"
+state = "$C/state"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hako]
+  runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hako.options]
+    BinaryName = "$RUNTIME"
+EOF
+  must containerd --config "$C/cri.toml" config dump
+  want "runtime_type" "$(grep -A30 'runtimes.hako]' <<<"$OUT")" 'runtime_type = "io.containerd.runc.v2"'
+  want "BinaryName" "$(grep -A3 'runtimes.hako.options]' <<<"$OUT")" "BinaryName = \"$RUNTIME\""
+}
+
 ctr_import() {
   must "${CTR[@]}" image import "$T/image/oci.tar"
   must "${CTR[@]}" image ls -q
@@ -149,6 +166,7 @@ ctr_nothing_left() {
 
 containerd_scenarios() {
   containerd_start || return
+  scenario ctr-config-binaryname-accepted ctr_config_binaryname
   scenario ctr-image-import ctr_import
   scenario ctr-run-output-exit-code ctr_run_output_exit
   scenario ctr-run-tty ctr_run_tty
