@@ -8,6 +8,7 @@
 #   RUNTIME=/usr/sbin/runc bash hack/frontends.sh   # the same scenarios against runc
 #   ONLY=containerd|podman bash hack/frontends.sh   # one front-end
 set -uo pipefail
+shopt -s globstar nullglob
 cd "$(dirname "$0")/.."
 HERE=$PWD
 
@@ -136,8 +137,15 @@ pids_with() {
 # rm_cgroups NAME: the cgroup NAME (and below) in every v1 hierarchy. Controllers this host
 # does not mount (hugetlb, net_cls, net_prio, perf_event) are plain directories on the tmpfs,
 # where containerd and conmon still make their directories: those are removed too.
+# A process still in one (a container its front-end failed to remove) is thawed and killed.
 rm_cgroups() {
-  local d
+  local d f p
+  for f in /sys/fs/cgroup/freezer/"$1"/**/freezer.state; do echo THAWED >"$f"; done
+  for d in /sys/fs/cgroup/*/"$1"; do
+    [ "$(stat -f -c %T "$d" 2>/dev/null)" = cgroupfs ] || continue
+    for p in $(cat "$d"/**/cgroup.procs); do kill -9 "$p"; done
+  done
+  sleep 0.2
   for d in /sys/fs/cgroup/*/"$1"; do
     [ -d "$d" ] || continue
     if [ "$(stat -f -c %T "$d")" = tmpfs ]; then

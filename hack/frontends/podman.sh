@@ -44,6 +44,8 @@ EOF
 }
 
 podman_cleanup() {
+  local id
+  for id in $("${PM[@]}" ps -aq); do note_netns "$id"; done
   "${PM[@]}" rm -af -t 0
   "${PM[@]}" network rm -f "${TAG}net"
   "${PM[@]}" volume rm -af
