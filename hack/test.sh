@@ -47,3 +47,9 @@ if [ "${HAKO_RUNC_SUITE:-1}" != 0 ]; then
   bash hack/runc-suite.sh target/debug/hako
   [ "${HAKO_RUNC_SUITE:-1}" = hako ] || bash hack/runc-suite.sh runc
 fi
+
+# --- Front-ends: containerd (ctr, runc v2 shim) and podman (conmon, netavark) drive hako with
+# an image, volumes, networks and published ports, on private sockets/roots (about a minute).
+# hack/frontends.sh installs them; `RUNTIME=/usr/sbin/runc bash hack/frontends.sh` runs the
+# same scenarios against runc.
+bash hack/frontends.sh
