@@ -69,7 +69,7 @@ fn interpreter_of(binary: &Path) -> String {
 }
 
 /// The attack's pieces: a copy of hako run from its own path (the victim), its hash, the
-/// directory the attack reports into, and a bundle whose `/sh` is `/proc/self/exe` with the
+/// directory the attack reports into, and a bundle whose `/sh` runs `/proc/self/exe` with the
 /// stub loader as the ELF interpreter hako asks for.
 struct ExeAttack {
     victim: std::path::PathBuf,
@@ -102,7 +102,15 @@ fn exe_attack(env: &Env, args: Value) -> ExeAttack {
         .output()
         .expect("cc (gcc) builds the attack's stub loader");
     assert!(cc.status.success(), "cc: {}", stderr(&cc));
-    std::os::unix::fs::symlink("/proc/self/exe", rootfs.join("sh")).unwrap();
+    // CVE-2019-5736's own entrypoint: a script whose interpreter is /proc/self/exe, which the
+    // kernel resolves while the process is still hako. (A symlink to /proc/self/exe as args[0]
+    // is refused before that: hako resolves args[0] without magic links.)
+    std::fs::write(rootfs.join("sh"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(
+        rootfs.join("sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(rootfs.join("attack.sh"), OVERWRITE).unwrap();
     ExeAttack {
         victim,
