@@ -14,7 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${HAKO_VM_CACHE:-/var/cache/hako-vm}
-timeout_s=${HAKO_VM_TIMEOUT:-300}
+timeout_s=${HAKO_VM_TIMEOUT:-600}
 systemd=
 if [ "${1:-}" = --systemd ]; then
   systemd=1
@@ -108,7 +108,7 @@ else
   if [ ! -s "$tarball" ]; then
     say "building the systemd root into $tarball"
     mkdir -p "$cache"
-    mmdebstrap --quiet --variant=minbase --include=systemd,systemd-sysv bookworm "$tarball.tmp"
+    mmdebstrap --quiet --format=tar --variant=minbase --include=systemd,systemd-sysv bookworm "$tarball.tmp"
     mv "$tarball.tmp" "$tarball"
   fi
   root=$work/root

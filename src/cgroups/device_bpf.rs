@@ -230,7 +230,6 @@ fn owned(fd: libc::c_long) -> OwnedFd {
 
 fn load(prog: &[Insn]) -> Result<OwnedFd> {
     let license = c"Apache-2.0";
-    let mut log = vec![0u8; 64 * 1024];
     let mut name = [0u8; 16];
     name[..11].copy_from_slice(b"hako_device");
     let mut attr = LoadAttr {
@@ -238,28 +237,34 @@ fn load(prog: &[Insn]) -> Result<OwnedFd> {
         insn_cnt: prog.len() as u32,
         insns: prog.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
         prog_name: name,
         ..Default::default()
     };
-    match bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(fd) => Ok(owned(fd)),
-        Err(e) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(0);
-            let text = String::from_utf8_lossy(&log[..end]);
-            let last = text
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty() && !l.starts_with("processed "));
-            Err(anyhow!(
-                "load the device cgroup BPF program: {e}{}",
-                last.map(|l| format!(" (verifier: {l})"))
-                    .unwrap_or_default()
-            ))
-        }
+    // Without a log first: a verifier log that overflows its buffer fails the load itself.
+    let e = match bpf(BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => return Ok(owned(fd)),
+        Err(e) => e,
+    };
+    // Again with the log, for the verifier's reason.
+    let mut log = vec![0u8; 64 * 1024];
+    attr.log_level = 1;
+    attr.log_size = log.len() as u32;
+    attr.log_buf = log.as_mut_ptr() as u64;
+    if let Ok(fd) = bpf(BPF_PROG_LOAD, &mut attr) {
+        return Ok(owned(fd));
     }
+    let end = log.iter().position(|&b| b == 0).unwrap_or(0);
+    let text = String::from_utf8_lossy(&log[..end]);
+    let reason = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("processed "));
+    Err(anyhow!(
+        "load the device cgroup BPF program: {e}{}",
+        reason
+            .map(|l| format!(" (verifier: {l})"))
+            .unwrap_or_default()
+    ))
 }
 
 /// The ids of the device programs attached to the cgroup itself (not inherited ones).

@@ -157,12 +157,12 @@ mod tests {
     #[test]
     fn lookup_uses_container_path() {
         let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
-        assert!(find_program("sh", &env).unwrap().ends_with("sh"));
-        let err = find_program("no-such-program-xyz", &env)
+        assert!(find_program(&open_root().unwrap(), "sh", &env).unwrap().ends_with("sh"));
+        let err = find_program(&open_root().unwrap(), "no-such-program-xyz", &env)
             .unwrap_err()
             .to_string();
         assert!(err.contains("not found in $PATH"), "{err}");
-        assert!(find_program("/bin/sh", &[]).is_ok());
-        assert!(find_program("/no/such", &[]).is_err());
+        assert!(find_program(&open_root().unwrap(), "/bin/sh", &[]).is_ok());
+        assert!(find_program(&open_root().unwrap(), "/no/such", &[]).is_err());
     }
 }

@@ -69,7 +69,7 @@ fn interpreter_of(binary: &Path) -> String {
 }
 
 /// The attack's pieces: a copy of hako run from its own path (the victim), its hash, the
-/// directory the attack reports into, and a bundle whose `/evil` runs `/proc/self/exe`, with the
+/// directory the attack reports into, and a bundle whose `/sh` runs `/proc/self/exe` with the
 /// stub loader as the ELF interpreter hako asks for.
 struct ExeAttack {
     victim: std::path::PathBuf,
@@ -102,11 +102,12 @@ fn exe_attack(env: &Env, args: Value) -> ExeAttack {
         .output()
         .expect("cc (gcc) builds the attack's stub loader");
     assert!(cc.status.success(), "cc: {}", stderr(&cc));
-    // A script whose interpreter is /proc/self/exe: the kernel, not hako, resolves it at
-    // execve (hako refuses a program path that is a magic link itself).
-    std::fs::write(rootfs.join("evil"), "#!/proc/self/exe\n").unwrap();
+    // CVE-2019-5736's own entrypoint: a script whose interpreter is /proc/self/exe, which the
+    // kernel resolves while the process is still hako. (A symlink to /proc/self/exe as args[0]
+    // is refused before that: hako resolves args[0] without magic links.)
+    std::fs::write(rootfs.join("sh"), "#!/proc/self/exe\n").unwrap();
     std::fs::set_permissions(
-        rootfs.join("evil"),
+        rootfs.join("sh"),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
@@ -152,7 +153,7 @@ fn check_exe_attack(a: &ExeAttack) {
 #[test]
 fn host_binary_cannot_be_overwritten_through_proc_self_exe() {
     let env = Env::new();
-    let a = exe_attack(&env, json!(["/evil"]));
+    let a = exe_attack(&env, json!(["/sh"]));
     let id = unique_id("exe");
     let out = victim_runs(&env, &a, &["run", "-d", "-b", a.bundle.path(), &id]);
     assert!(out.status.success(), "run -d: {}", stderr(&out));
@@ -168,7 +169,7 @@ fn host_binary_cannot_be_overwritten_through_exec() {
     let id = unique_id("exe-exec");
     let out = victim_runs(&env, &a, &["run", "-d", "-b", a.bundle.path(), &id]);
     assert!(out.status.success(), "run -d: {}", stderr(&out));
-    let out = victim_runs(&env, &a, &["exec", "-d", &id, "/evil"]);
+    let out = victim_runs(&env, &a, &["exec", "-d", &id, "/sh"]);
     assert!(out.status.success(), "exec -d: {}", stderr(&out));
     check_exe_attack(&a);
 }
@@ -426,4 +427,61 @@ fn passwd_through_the_runtimes_proc_leaks_no_host_file() {
             stdout(&out)
         );
     }
+}
+
+#[test]
+fn a_cgroup_mount_inside_proc_is_refused() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/proc/sys/net/ipv4", "type": "cgroup", "source": "cgroup"
+        }));
+    });
+    let out = env.hako(&["run", "-b", b.path(), &unique_id("cgproc")]);
+    assert_error(&out, "is inside /proc");
+}
+
+#[test]
+fn device_nodes_are_not_chmodded_through_a_swapped_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    // /dev is a volume another writer shares: it swaps a symlink to a host file in at the
+    // node's name while hako makes the node, hoping hako's chmod follows it.
+    let devvol = env.dir.path().join("devvol");
+    std::fs::create_dir(&devvol).unwrap();
+    let victim = env.dir.path().join("victim");
+    std::fs::write(&victim, "host file\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["true"]);
+        bind(c, &devvol, "/dev");
+        c["linux"]["devices"] = json!([{
+            "path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438
+        }]);
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, node, victim) = (stop.clone(), devvol.join("fuse"), victim.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&node);
+                let _ = std::os::unix::fs::symlink(&victim, &node);
+            }
+        })
+    };
+    let mut changed = None;
+    for _ in 0..30 {
+        let _ = env.hako(&["run", "-b", b.path(), &unique_id("devrace")]);
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        if mode != 0o600 {
+            changed = Some(mode);
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert_eq!(
+        changed, None,
+        "the host file's mode was changed through the symlink"
+    );
 }
