@@ -81,7 +81,12 @@ fn main() {
                 tracing::error!("{msg}");
             }
             eprintln!("hako: {msg}");
-            std::process::exit(1);
+            // exec's own failures are 255, as runc's: 1..254 may be the process's exit code.
+            std::process::exit(if matches!(cli.command, Command::Exec(_)) {
+                255
+            } else {
+                1
+            });
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::linux::mountinfo::{self, CgroupLine, Mount};
 
@@ -41,7 +41,7 @@ pub fn dirs(
     }
     if out.is_empty() {
         match controller {
-            Some(c) => bail!("no {c} controller holds the container"),
+            Some(c) => bail!("unknown controller {c}: no {c} controller holds the container"),
             None => bail!("the container's init is in no mounted cgroup hierarchy"),
         }
     }
@@ -56,8 +56,11 @@ pub fn join(init_pid: i32, pid: i32, controller: Option<&str>, sub: &Path) -> Re
     let init = mountinfo::read_cgroups(&init_pid.to_string())?;
     for dir in dirs(&init, &mountinfo::read_own()?, controller, sub)? {
         let procs = dir.join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string())
-            .with_context(|| format!("join cgroup {}", procs.display()))?;
+        // runc's wording ("adding pid N to P: no such file or directory"), which scripts match.
+        if let Err(e) = std::fs::write(&procs, pid.to_string()) {
+            let why = e.to_string().to_lowercase();
+            bail!("adding pid {pid} to {}: {why}", procs.display());
+        }
     }
     Ok(())
 }
@@ -94,6 +97,6 @@ mod tests {
         let d = dirs(&init, &m, Some("memory"), Path::new("sub")).unwrap();
         assert_eq!(d, [PathBuf::from("/sys/fs/cgroup/memory/h/c1/sub")]);
         let err = dirs(&init, &m, Some("pids"), Path::new("x")).unwrap_err();
-        assert!(err.to_string().contains("no pids controller"), "{err}");
+        assert!(err.to_string().contains("unknown controller pids"), "{err}");
     }
 }

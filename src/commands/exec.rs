@@ -20,18 +20,18 @@ use crate::linux::{capabilities, console, lsm, namespaces};
 use crate::terminal;
 
 pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
-    let c = Container::load(&g.root, &args.id)?;
+    // Not locked: a process joining a frozen cgroup (--ignore-paused) waits for `resume`,
+    // which takes the lock.
+    let c = Container::read(&g.root, &args.id)?;
     match c.status() {
         Status::Created | Status::Running => {}
         Status::Paused if args.ignore_paused => {}
+        // runc's wording, which scripts look for.
         Status::Paused => bail!(
-            "cannot exec in container {:?}: it is paused (resume it, or use --ignore-paused)",
+            "cannot exec in a paused container {:?} (resume it, or use --ignore-paused)",
             args.id
         ),
-        status => bail!(
-            "cannot exec in container {:?}: it is {status}, not running",
-            args.id
-        ),
+        status => bail!("cannot exec in a {status} container {:?}", args.id),
     }
     let mut spec = c.spec()?;
     let text = match &args.process {
@@ -61,6 +61,15 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
     let types = namespaces::exec_joins(spec.linux().as_ref());
     let joins = namespaces::open_of_process(r.pid, &types)
         .with_context(|| format!("container {:?}: its namespaces", r.id))?;
+    tracing::debug!(
+        "exec: {:?} as {}:{} in {:?} (init {}), joining {} namespaces",
+        plan.args,
+        plan.user.uid(),
+        plan.user.gid(),
+        r.id,
+        r.pid,
+        joins.len()
+    );
     let has_mount_ns = types.contains(&oci_spec::runtime::LinuxNamespaceType::Mount);
 
     let mut set = None;
@@ -93,9 +102,17 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
         sub_cgroups: &args.cgroup,
     };
     let pid = launch_exec::spawn(&cfg, &mut parent)?;
+    tracing::debug!("exec: the program runs as pid {pid}");
     drop(cfg);
     if let Some(path) = &args.pid_file {
-        super::create::write_pid_file(path, pid)?;
+        if let Err(e) = super::create::write_pid_file(path, pid) {
+            // Nobody could find it: the process does not outlive a failed exec.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(e);
+        }
     }
     let pty = match ours {
         Some(sock) => Some(console::recv_fd(sock.as_raw_fd())?),
@@ -135,18 +152,28 @@ impl ExecParent for Parent<'_> {
     }
 }
 
-/// `--cgroup [CONTROLLER:]PATH`: an existing cgroup under the container's, for one controller
-/// or for all of them.
+/// `--cgroup [CONTROLLER[,CONTROLLER]:]PATH`: an existing cgroup under the container's, for
+/// those controllers or for all of them; `/` is the container's own.
 fn join_sub_cgroup(init_pid: i32, value: &str, pid: i32) -> Result<()> {
-    let (controller, sub) = match value.split_once(':') {
+    let (controllers, sub) = match value.split_once(':') {
         Some((c, p)) => (Some(c), p),
         None => (None, value),
     };
-    let sub = Path::new(sub);
-    if sub.is_absolute() || sub.components().any(|c| c.as_os_str() == "..") {
-        bail!("--cgroup {value}: must be a path under the container's cgroup");
+    let sub = Path::new(sub.trim_start_matches('/'));
+    if sub.components().any(|c| c.as_os_str() == "..") {
+        bail!(
+            "--cgroup {value}: {} is not a sub cgroup path",
+            sub.display()
+        );
     }
-    cgroups::join::join(init_pid, pid, controller, sub).with_context(|| format!("--cgroup {value}"))
+    let wrap = |e: anyhow::Error| e.context(format!("--cgroup {value}"));
+    match controllers {
+        None => cgroups::join::join(init_pid, pid, None, sub).map_err(wrap),
+        Some(list) => list
+            .split(',')
+            .try_for_each(|c| cgroups::join::join(init_pid, pid, Some(c), sub))
+            .map_err(wrap),
+    }
 }
 
 /// The process to run: `--process`'s (flags ignored, as with runc), else config.json's with

@@ -31,6 +31,22 @@ fn exec(env: &Env, args: &[&str]) -> Output {
     env.hako(&all)
 }
 
+/// exec's own failure: exit 255 (as runc: 1..254 may be the process's code), one line.
+fn assert_exec_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(255),
+        "expected exit 255; stderr: {err}"
+    );
+    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line: {err}"
+    );
+}
+
 fn exec_ok(env: &Env, args: &[&str]) -> String {
     let out = exec(env, args);
     assert!(
@@ -52,12 +68,9 @@ fn the_exit_code_is_the_processs() {
     );
     let out = exec(&env, &[&id, "sh", "-c", "kill -KILL $$"]);
     assert_eq!(out.status.code(), Some(128 + 9), "{}", stderr(&out));
-    let out = exec(&env, &[&id, "no-such-program"]);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        stderr(&out).contains("executable file not found in $PATH"),
-        "{}",
-        stderr(&out)
+    assert_exec_error(
+        &exec(&env, &[&id, "no-such-program"]),
+        "executable file not found in $PATH",
     );
 }
 
@@ -210,13 +223,28 @@ fn paused_and_stopped_containers_are_refused() {
     let env = Env::new();
     let (id, _) = running(&env, |_| {});
     assert!(env.hako(&["pause", &id]).status.success());
-    assert_error(&exec(&env, &[&id, "true"]), "is paused");
+    assert_exec_error(
+        &exec(&env, &[&id, "true"]),
+        "cannot exec in a paused container",
+    );
     assert!(env.hako(&["resume", &id]).status.success());
     exec_ok(&env, &[&id, "true"]);
+    // --ignore-paused: the process waits in the frozen cgroup until `resume`.
+    assert!(env.hako(&["pause", &id]).status.success());
+    let mut waiting = env.command(&["exec", "--ignore-paused", &id, "echo", "ok"]);
+    let waiting = std::thread::spawn(move || output_via_files(&mut waiting));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(env.hako(&["resume", &id]).status.success());
+    let out = waiting.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ok\n");
     assert!(env.hako(&["kill", &id, "KILL"]).status.success());
     assert!(eventually(|| env.status(&id) == "stopped"));
-    assert_error(&exec(&env, &[&id, "true"]), "it is stopped, not running");
-    assert_error(
+    assert_exec_error(
+        &exec(&env, &[&id, "true"]),
+        "cannot exec in a stopped container",
+    );
+    assert_exec_error(
         &exec(&env, &["no-such-container", "true"]),
         "no-such-container",
     );
@@ -323,7 +351,7 @@ fn a_cwd_through_a_host_fd_is_refused() {
         env.root.display()
     );
     let out = output_via_files(std::process::Command::new("/bin/sh").args(["-c", &script]));
-    assert_eq!(out.status.code(), Some(1), "escaped: {}", stdout(&out));
+    assert_eq!(out.status.code(), Some(255), "escaped: {}", stdout(&out));
     assert!(stdout(&out).is_empty(), "escaped: {}", stdout(&out));
     assert!(stderr(&out).contains("process.cwd"), "{}", stderr(&out));
 }
@@ -343,7 +371,7 @@ fn a_process_file_replaces_config_process() {
     let out = exec_ok(&env, &["--process", file.to_str().unwrap(), &id]);
     assert_eq!(out, "7\n/etc\nfile\n");
     std::fs::write(&file, r#"{"args":["true"],"cwd":"/","user":{"uid":"x"}}"#).unwrap();
-    assert_error(
+    assert_exec_error(
         &exec(&env, &["--process", file.to_str().unwrap(), &id]),
         "--process: user.uid",
     );
@@ -441,16 +469,16 @@ fn a_sub_cgroup_and_lsm_flags() {
         "{}",
         stdout(&out)
     );
-    assert_error(
+    assert_exec_error(
         &exec(&env, &["--cgroup", "memory:../x", &id, "true"]),
-        "--cgroup memory:../x",
+        "--cgroup memory:../x: ../x is not a sub cgroup path",
     );
-    assert_error(
+    assert_exec_error(
         &exec(&env, &["--cgroup", "nosuch:x", &id, "true"]),
-        "no nosuch controller",
+        "unknown controller nosuch",
     );
     if !std::path::Path::new("/sys/module/apparmor").exists() {
-        assert_error(
+        assert_exec_error(
             &exec(&env, &["--apparmor", "p", &id, "true"]),
             "AppArmor is not enabled",
         );
