@@ -184,8 +184,14 @@ pub fn exec_process(
     process_file: Option<&str>,
 ) -> Result<Process> {
     if let Some(text) = process_file {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        return serde_path_to_error::deserialize(de)
+        let mut value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("--process: {e}"))?;
+        // runc runs a process without `user` as uid 0, gid 0.
+        if let Some(obj) = value.as_object_mut() {
+            obj.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        return serde_path_to_error::deserialize(value)
             .map_err(|e| anyhow::anyhow!("--process: {}: {}", e.path(), e.inner()));
     }
     let mut p = base.cloned().context("config.json: process: missing")?;
@@ -347,5 +353,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.cwd(), Path::new("/w"));
         assert_eq!(p.terminal(), None, "--process is taken as is");
+        let p = exec_process(None, &args(|_| {}), Some(r#"{"cwd":"/","args":["id"]}"#)).unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0), "no user: root");
     }
 }
