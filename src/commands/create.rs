@@ -25,6 +25,11 @@ pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
 /// socket to use instead of `--console-socket` (`run` relays the terminal itself).
 pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Result<Container> {
     container::validate_id(&args.id)?;
+    let listen_fds = listen_fds(
+        std::env::var("LISTEN_FDS").ok(),
+        std::env::var("LISTEN_PID").ok(),
+    );
+    let fds = passed_fds(args.preserve_fds, listen_fds, nr_open())?;
     let b = bundle::load(&args.bundle)?;
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
@@ -96,6 +101,8 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     trace::phase("container record reserved");
     let mut hooks_began = false;
     let parts = InitParts {
+        fds,
+        listen_fds,
         ns,
         joins,
         console_socket,
@@ -115,6 +122,9 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
 
 /// What was checked and opened before the record was made, for the init.
 struct InitParts {
+    /// How many fds from 3 up pass into the container (--preserve-fds and LISTEN_FDS).
+    fds: u32,
+    listen_fds: u32,
     ns: namespaces::NamespacePlan,
     joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     console_socket: Option<OwnedFd>,
@@ -144,13 +154,9 @@ fn build(
     );
     nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
         .with_context(|| format!("chown {}", fifo.display()))?;
-    let listen_fds = listen_fds(
-        std::env::var("LISTEN_FDS").ok(),
-        std::env::var("LISTEN_PID").ok(),
-    );
     let mut extra_env = Vec::new();
-    if listen_fds > 0 {
-        extra_env.push(format!("LISTEN_FDS={listen_fds}"));
+    if parts.listen_fds > 0 {
+        extra_env.push(format!("LISTEN_FDS={}", parts.listen_fds));
         extra_env.push("LISTEN_PID=1".to_string());
     }
     let cgroup = &parts.cgroup;
@@ -161,7 +167,7 @@ fn build(
         joins: parts.joins,
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
-        preserve_fds: args.preserve_fds + listen_fds,
+        preserve_fds: parts.fds,
         extra_env,
         console_socket: parts.console_socket,
         exec_fifo: launch::open_fifo_path(&fifo)?,
@@ -267,6 +273,31 @@ fn listen_fds(fds: Option<String>, pid: Option<String>) -> u32 {
     }
 }
 
+/// The number of fds passed into the container: no fd can be numbered at or above fs.nr_open,
+/// so more is a mistake (and would size the init's list of fds to keep).
+fn passed_fds(preserve: u32, listen: u32, nr_open: u32) -> Result<u32> {
+    let n = u64::from(preserve) + u64::from(listen);
+    if 3 + n > u64::from(nr_open) {
+        let with = match listen {
+            0 => String::new(),
+            l => format!(" and LISTEN_FDS {l}"),
+        };
+        bail!(
+            "--preserve-fds {preserve}{with}: fd {} is past the kernel's limit (fs.nr_open {nr_open})",
+            2 + n
+        );
+    }
+    Ok(n as u32)
+}
+
+/// The kernel's highest fd number + 1 (fs.nr_open; 1048576 unless raised).
+fn nr_open() -> u32 {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20)
+}
+
 /// Writes the pid file atomically, as runc does: a temporary file next to it, created with
 /// O_EXCL|O_NOFOLLOW so that a symlink or file planted at that name is refused rather than
 /// written through, then renamed over the pid file (rename replaces, it never follows).
@@ -301,6 +332,15 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passed_fds_bounded_by_nr_open() {
+        assert_eq!(passed_fds(2, 1, 1 << 20).unwrap(), 3);
+        assert_eq!(passed_fds(1024 - 3, 0, 1024).unwrap(), 1021);
+        assert!(passed_fds(1024 - 2, 0, 1024).is_err());
+        let err = passed_fds(u32::MAX, 1, 1 << 20).unwrap_err().to_string();
+        assert!(err.starts_with("--preserve-fds 4294967295 "), "{err}");
+    }
 
     #[test]
     fn listen_fds_only_for_our_own_pid() {

@@ -308,6 +308,15 @@ fn values_that_sized_allocations_are_refused_before_anything_is_made() {
         assert!(!env.root.join(&id).exists(), "{needle}: record left behind");
         assert_eq!(cgroup_dirs_named(&id), Vec::<PathBuf>::new(), "{needle}");
     }
+    // The command line too: the init sized its list of fds to keep by this (an overflow panic,
+    // or a loop over two billion fds).
+    let b = env.bundle(|c| c["process"]["args"] = json!(["true"]));
+    for n in ["4294967295", "2000000000"] {
+        let id = unique_id("fds");
+        let out = env.hako(&["create", "--preserve-fds", n, "-b", b.path(), &id]);
+        assert_error(&out, &format!("--preserve-fds {n}: fd "));
+        assert!(!env.root.join(&id).exists(), "record left behind");
+    }
 }
 
 #[test]
