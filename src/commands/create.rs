@@ -309,21 +309,18 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("pid");
     let tmp = dir.join(format!(".{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(pid.to_string().as_bytes())?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        // Only a file this call made is removed; a planted one is left for its owner to see.
-        if e.kind() != std::io::ErrorKind::AlreadyExists {
-            let _ = std::fs::remove_file(&tmp);
-        }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o644)
+        .open(&tmp)
+        .with_context(|| format!("--pid-file: {}", tmp.display()))?;
+    if let Err(e) = f
+        .write_all(pid.to_string().as_bytes())
+        .and_then(|()| f.sync_all())
+    {
+        let _ = std::fs::remove_file(&tmp);
         bail!("--pid-file: {}: {e}", tmp.display());
     }
     std::fs::rename(&tmp, &path).with_context(|| format!("--pid-file {}", path.display()))

@@ -118,6 +118,24 @@ fn kill_all_freezes_first_so_a_fork_loop_cannot_outrun_it() {
     for ctrl in ["pids", "freezer", "memory", "devices"] {
         assert!(!cg(ctrl, &path).exists(), "{ctrl} cgroup left behind");
     }
+
+    // `delete --force` of the running fork loop leaves no process and no cgroup either.
+    let id = unique_id("forkloop");
+    let out = env.hako(&["create", "-b", b.path(), &id]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    assert!(env.hako(&["start", &id]).status.success());
+    let grown = eventually(|| procs(&path).len() >= 304);
+    let out = env.hako(&["delete", "--force", &id]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (left, dirs) = (procs(&path), cgroup_dirs_named(&path[1..]));
+    reap(&path);
+    for dir in &dirs {
+        let _ = std::fs::remove_dir(dir);
+    }
+    assert!(grown, "the fork loop did not get going");
+    assert!(out.status.success(), "delete --force: {}", stderr(&out));
+    assert_eq!(left, Vec::<i32>::new(), "processes outlived delete --force");
+    assert_eq!(dirs, Vec::<PathBuf>::new(), "cgroup left behind");
 }
 
 #[test]
