@@ -2,7 +2,6 @@
 //! field (`config.json: linux.namespaces[3].type: unknown variant ...`).
 
 pub mod limits;
-mod plan;
 #[cfg(test)]
 mod proptests;
 
@@ -156,7 +155,6 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
     }
     crate::hooks::validate(spec)?;
     limits::check(spec)?;
-    plan::check(spec)?;
     Ok(rootfs)
 }
 

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use super::from_text;
 use crate::cgroups;
-use crate::linux::{capabilities, devices, lsm, namespaces, seccomp};
+use crate::launch::plan;
+use crate::linux::{capabilities, lsm, namespaces};
 
 /// Loading and the parent's plans, as `create` runs them before clone (all but those that need
 /// root or make something: opening namespaces to join, idmap user namespaces, the cgroup).
@@ -19,17 +20,11 @@ fn load_and_plan(text: &str, dir: &Path) -> Result<()> {
     let (spec, _) = from_text(text, dir)?;
     lsm::check(&spec, false, false)?;
     let linux = spec.linux().as_ref();
-    namespaces::plan(linux)?;
-    if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
-        seccomp::check_kernel(&seccomp::compile(s)?)?;
+    let ns = namespaces::plan(linux)?;
+    if let Some(p) = spec.process() {
+        plan::process(p, linux, &[], &capabilities::own_bounding()?)?;
     }
-    let caps = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.capabilities().as_ref());
-    let caps = capabilities::plan(caps, &capabilities::supported())?;
-    capabilities::check_within(&caps, &capabilities::own_bounding()?)?;
-    devices::configured_nodes(&spec)?;
+    plan::container(&spec, ns.has_mount_ns)?;
     cgroups::resolve_path(&spec, "c1", false)?;
     let resources = linux
         .and_then(|l| l.resources().clone())
@@ -353,7 +348,7 @@ proptest! {
         }
         let text = serde_json::to_string(&config).unwrap();
         if let Err(e) = load_and_plan(&text, dir.path()) {
-            let msg = format!("{e:#}");
+            let msg = crate::logging::error_line(&e);
             prop_assert!(!msg.contains('\n'), "error of more than one line: {msg}");
             prop_assert!(msg.starts_with("config.json"), "error naming no field: {msg}");
         }

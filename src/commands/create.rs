@@ -12,9 +12,10 @@ use crate::cgroups::{self, Cgroup};
 use crate::cli::{CreateArgs, Global};
 use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
+use crate::launch::plan::{self, ContainerPlan, ProcessPlan};
 use crate::launch::{self, Handshake, InitConfig};
 use crate::linux::seccomp::{self, Listener, SeccompPlan};
-use crate::linux::{capabilities, lsm, namespaces};
+use crate::linux::{capabilities, lsm, namespaces, netdev};
 use crate::trace;
 
 pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
@@ -34,35 +35,35 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
     let ns = namespaces::plan(b.spec.linux().as_ref())?;
+    let joins_net = ns
+        .joins
+        .iter()
+        .any(|j| j.typ == oci_spec::runtime::LinuxNamespaceType::Network);
+    let netdevs = netdev::plan(b.spec.linux().as_ref(), ns.new_net_ns, joins_net)?;
+    netdev::check_host(&netdevs)?;
     if !ns.has_mount_ns && b.spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");
     }
-    // Compiled and checked against the kernel before anything is made.
-    let seccomp = match b.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => {
-            let plan = seccomp::compile(s)?;
-            seccomp::check_kernel(&plan)?;
-            trace::phase("seccomp profile compiled");
-            Some(plan)
-        }
-        None => None,
-    };
-    let caps = capabilities::plan(
+    // Everything the init will do is planned and checked before anything is made.
+    let mut extra_env = Vec::new();
+    if listen_fds > 0 {
+        extra_env.push(format!("LISTEN_FDS={listen_fds}"));
+        extra_env.push("LISTEN_PID=1".to_string());
+    }
+    let process = plan::process(
         b.spec
             .process()
             .as_ref()
-            .and_then(|p| p.capabilities().as_ref()),
-        &capabilities::supported(),
-    )
-    .context("config.json: process.capabilities")?;
-    capabilities::check_within(&caps, &capabilities::own_bounding()?)?;
+            .context("config.json: process: missing")?,
+        b.spec.linux().as_ref(),
+        &extra_env,
+        &capabilities::own_bounding()?,
+    )?;
+    let container = plan::container(&b.spec, ns.has_mount_ns)?;
+    trace::phase("process and container planned");
     let joins = namespaces::open_joins(&ns.joins)?;
-    let terminal = b
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
+    debug_plan(&b, &ns, &process.caps, process.seccomp.as_ref(), &netdevs);
+    let terminal = process.terminal;
     let console_socket = match (&args.console_socket, own_console) {
         _ if !terminal => None,
         (Some(path), _) => Some(OwnedFd::from(
@@ -102,13 +103,13 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     let mut hooks_began = false;
     let parts = InitParts {
         fds,
-        listen_fds,
         ns,
         joins,
         console_socket,
-        seccomp,
-        caps,
+        process,
+        container,
         cgroup,
+        netdevs,
     };
     let result = build(args, &b, &mut c, parts, &mut hooks_began);
     if let Err(e) = result {
@@ -120,17 +121,72 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     Ok(c)
 }
 
+/// `--debug`: what the init will be asked to do, decided before anything exists.
+fn debug_plan(
+    b: &Bundle,
+    ns: &namespaces::NamespacePlan,
+    caps: &capabilities::CapsPlan,
+    seccomp: Option<&SeccompPlan>,
+    netdevs: &[netdev::NetDevPlan],
+) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let sorted = |set: &caps::CapsHashSet| {
+        let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
+        v.sort();
+        v.join(",")
+    };
+    let joins: Vec<String> = ns
+        .joins
+        .iter()
+        .map(|j| j.path.display().to_string())
+        .collect();
+    tracing::debug!(
+        "plan: bundle {}, rootfs {}",
+        b.dir.display(),
+        b.rootfs.display()
+    );
+    tracing::debug!(
+        "plan: namespaces: clone {:?}, unshare {:?}, join [{}], fork after: {}",
+        ns.clone_flags,
+        ns.unshare_flags,
+        joins.join(", "),
+        ns.fork_after
+    );
+    let mounts: Vec<String> = (b.spec.mounts().iter().flatten())
+        .map(|m| m.destination().display().to_string())
+        .collect();
+    tracing::debug!("plan: mounts [{}]", mounts.join(", "));
+    tracing::debug!(
+        "plan: capabilities: bounding [{}], effective [{}], ambient [{}]",
+        sorted(&caps.bounding),
+        sorted(&caps.effective),
+        sorted(&caps.ambient)
+    );
+    if let Some(s) = seccomp {
+        tracing::debug!(
+            "plan: seccomp: {} BPF instructions, flags {:#x}",
+            s.program.len(),
+            s.flags
+        );
+    }
+    for d in netdevs {
+        tracing::debug!("plan: network device {} moved in as {}", d.host, d.name);
+    }
+}
+
 /// What was checked and opened before the record was made, for the init.
 struct InitParts {
     /// How many fds from 3 up pass into the container (--preserve-fds and LISTEN_FDS).
     fds: u32,
-    listen_fds: u32,
     ns: namespaces::NamespacePlan,
     joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     console_socket: Option<OwnedFd>,
-    seccomp: Option<SeccompPlan>,
-    caps: capabilities::CapsPlan,
+    process: ProcessPlan,
+    container: ContainerPlan,
     cgroup: Cgroup,
+    netdevs: Vec<netdev::NetDevPlan>,
 }
 
 fn build(
@@ -154,11 +210,7 @@ fn build(
     );
     nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
         .with_context(|| format!("chown {}", fifo.display()))?;
-    let mut extra_env = Vec::new();
-    if parts.listen_fds > 0 {
-        extra_env.push(format!("LISTEN_FDS={}", parts.listen_fds));
-        extra_env.push("LISTEN_PID=1".to_string());
-    }
+    container::mark_fifo_waiting(&fifo)?;
     let cgroup = &parts.cgroup;
     let cfg = InitConfig {
         spec: &b.spec,
@@ -168,19 +220,19 @@ fn build(
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
         preserve_fds: parts.fds,
-        extra_env,
         console_socket: parts.console_socket,
         exec_fifo: launch::open_fifo_path(&fifo)?,
         idmaps: idmapped_mounts(&b.spec)?,
         record: c.record.clone(),
-        seccomp: parts.seccomp,
-        caps: parts.caps,
+        process: parts.process,
+        container: parts.container,
     };
     let mut parent = Parent {
         c,
         cgroup,
         spec: &b.spec,
         hooks_began: false,
+        netdevs: &parts.netdevs,
     };
     let pid = launch::spawn_init(&cfg, &mut parent);
     *hooks_began = parent.hooks_began;
@@ -201,6 +253,7 @@ struct Parent<'a> {
     cgroup: &'a Cgroup,
     spec: &'a oci_spec::runtime::Spec,
     hooks_began: bool,
+    netdevs: &'a [netdev::NetDevPlan],
 }
 
 impl Handshake for Parent<'_> {
@@ -228,6 +281,8 @@ impl Handshake for Parent<'_> {
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
         trace::phase("init in its namespaces");
+        // Before the hooks, which may configure the devices (runtime-spec: "MUST be available").
+        netdev::move_all(self.netdevs, pid)?;
         // `creating`: the create operation has not finished (runtime.md "State"); runc agrees.
         let state = self.c.record.state_json(Status::Creating);
         self.hooks_began = true;
@@ -301,7 +356,7 @@ fn nr_open() -> u32 {
 /// Writes the pid file atomically, as runc does: a temporary file next to it, created with
 /// O_EXCL|O_NOFOLLOW so that a symlink or file planted at that name is refused rather than
 /// written through, then renamed over the pid file (rename replaces, it never follows).
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path =

@@ -36,6 +36,12 @@ pub fn run(g: &Global, id: &str, force: bool) -> Result<()> {
 /// stuck resource does not keep the others alive.
 pub fn destroy(c: &Container, poststop: bool) {
     let r = &c.record;
+    tracing::debug!(
+        "delete {}: kill pid {}, remove cgroup {}, then the state directory",
+        r.id,
+        r.pid,
+        r.cgroup_path.display()
+    );
     // Read before the record goes: the poststop hooks run after it (config.md "Poststop").
     let spec = if poststop {
         c.spec()

@@ -9,10 +9,11 @@ use crate::cgroups::Cgroup;
 use crate::cli::Global;
 use crate::container::{Container, Status};
 
-/// A signal by name (`KILL`, `SIGKILL`, any case) or number (`9`, and realtime ones).
+/// A signal by name (`KILL`, `SIGKILL`, any case) or number (`9`, and realtime ones); 0 only
+/// checks that the process exists, as kill(2) and runc allow.
 pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        if n > 0 && n <= libc::SIGRTMAX() {
+        if n >= 0 && n <= libc::SIGRTMAX() {
             return Ok(n);
         }
         bail!("invalid signal {s:?}");
@@ -96,7 +97,8 @@ mod tests {
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert_eq!(parse_signal("35").unwrap(), 35);
         assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        assert!(parse_signal("-1").is_err());
         assert!(parse_signal("999").is_err());
     }
 }

@@ -1,11 +1,16 @@
 //! `hako list [-f table|json] [-q]`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use crate::cli::{Global, ListFormat};
+use crate::cli::{Global, ListFormat, DEFAULT_ROOT};
 use crate::container::Container;
 
 pub fn run(g: &Global, format: ListFormat, quiet: bool) -> Result<()> {
+    // As runc: a missing default root only means no container was made yet, but a --root that
+    // does not exist is an error (a mistyped root would otherwise list nothing, successfully).
+    if g.root.as_os_str() != DEFAULT_ROOT {
+        std::fs::metadata(&g.root).with_context(|| format!("--root {}", g.root.display()))?;
+    }
     let containers: Vec<Container> = crate::container::list_ids(&g.root)?
         .iter()
         .filter_map(|id| Container::read(&g.root, id).ok())

@@ -35,13 +35,33 @@ pub fn plan(caps: Option<&LinuxCapabilities>, supported: &CapsHashSet) -> Result
     let Some(c) = caps else {
         return Ok(CapsPlan::default());
     };
-    Ok(CapsPlan {
+    let mut p = CapsPlan {
         bounding: convert(c.bounding(), supported)?,
         effective: convert(c.effective(), supported)?,
         inheritable: convert(c.inheritable(), supported)?,
         permitted: convert(c.permitted(), supported)?,
         ambient: convert(c.ambient(), supported)?,
-    })
+    };
+    for cap in unraisable_ambient(&p) {
+        // `runc spec` writes ambient caps with no inheritable set; runc warns and runs.
+        tracing::warn!(
+            "can't raise ambient capability {cap}: not in both the permitted and inheritable sets"
+        );
+        p.ambient.remove(&cap);
+    }
+    Ok(p)
+}
+
+/// Ambient capabilities the kernel would refuse: each must also be permitted and inheritable.
+fn unraisable_ambient(p: &CapsPlan) -> Vec<Capability> {
+    let mut out: Vec<Capability> = p
+        .ambient
+        .iter()
+        .filter(|c| !p.permitted.contains(c) || !p.inheritable.contains(c))
+        .copied()
+        .collect();
+    out.sort_by_key(|c| c.to_string());
+    out
 }
 
 pub fn supported() -> CapsHashSet {
@@ -93,7 +113,7 @@ pub fn apply_sets(p: &CapsPlan) -> Result<()> {
     caps::set(None, CapSet::Inheritable, &p.inheritable).context("set inheritable capabilities")?;
     caps::set(None, CapSet::Effective, &p.effective).context("set effective capabilities")?;
     caps::set(None, CapSet::Permitted, &p.permitted).context("set permitted capabilities")?;
-    // Ambient capabilities must be permitted and inheritable; the kernel refuses others.
+    // The plan holds only ambient capabilities that are permitted and inheritable.
     caps::clear(None, CapSet::Ambient).context("clear ambient capabilities")?;
     for cap in &p.ambient {
         caps::raise(None, CapSet::Ambient, *cap).with_context(|| format!("raise ambient {cap}"))?;
@@ -127,6 +147,17 @@ mod tests {
             "{err}"
         );
         assert!(check_within(&p, &supported()).is_ok());
+    }
+
+    #[test]
+    fn ambient_without_inheritable_is_dropped() {
+        // What `runc spec` writes: ambient, no inheritable.
+        let text = r#"{"bounding":["CAP_KILL"],"permitted":["CAP_KILL","CAP_CHOWN"],
+            "effective":["CAP_KILL"],"inheritable":["CAP_CHOWN"],"ambient":["CAP_KILL","CAP_CHOWN"]}"#;
+        let c: LinuxCapabilities = serde_json::from_str(text).unwrap();
+        let p = plan(Some(&c), &supported()).unwrap();
+        let only_chown: CapsHashSet = [Capability::CAP_CHOWN].into_iter().collect();
+        assert_eq!(p.ambient, only_chown);
     }
 
     #[test]

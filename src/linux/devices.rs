@@ -151,8 +151,8 @@ pub fn populate_default(root: &OwnedFd, in_userns: bool) -> Result<()> {
 }
 
 /// `linux.devices` in the container.
-pub fn create_configured(root: &OwnedFd, spec: &Spec, in_userns: bool) -> Result<()> {
-    for (i, node) in configured_nodes(spec)?.iter().enumerate() {
+pub fn create_configured(root: &OwnedFd, nodes: &[DeviceNode], in_userns: bool) -> Result<()> {
+    for (i, node) in nodes.iter().enumerate() {
         make_node(root, node, in_userns)
             .with_context(|| format!("config.json: linux.devices[{i}]: {}", node.path.display()))?;
     }

@@ -4,7 +4,6 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -30,6 +29,8 @@ pub struct MountPlan {
     pub attr_set: u64,
     pub attr_clr: u64,
     pub is_bind: bool,
+    /// runc's `tmpcopyup`: the new tmpfs starts with a copy of what it covers.
+    pub tmpcopyup: bool,
 }
 
 impl MountPlan {
@@ -170,7 +171,110 @@ pub fn plan(index: usize, m: &Mount) -> Result<MountPlan> {
         attr_set,
         attr_clr,
         is_bind,
+        // runc's extension means something for tmpfs only; elsewhere runc ignores it too.
+        tmpcopyup: m.typ().as_deref() == Some("tmpfs")
+            && m.options().iter().flatten().any(|o| o == "tmpcopyup"),
     })
+}
+
+/// proc and sysfs go on a real directory, never through a symlink or onto a file the rootfs
+/// placed there (runc refuses the same: a /proc symlink has been used to fool LSM policies).
+fn ordinary_dir_or_absent(root: &OwnedFd, rel: &Path, fstype: &str) -> Result<()> {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Ok(());
+    };
+    let Ok(dir) = open_in_root(root, parent) else {
+        return Ok(()); // made later, as a directory
+    };
+    match nix::sys::stat::fstatat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => {
+            bail!("{fstype} must be mounted on ordinary directory, and this is not a directory (a symlink?)")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// tmpfs data: without `mode=`, the mode of the directory the tmpfs covers (`covered`, absent
+/// when hako made the directory), as runc does; tmpfs's own default (1777) otherwise. Pure.
+pub fn tmpfs_data(data: &str, covered: Option<u32>) -> String {
+    let has_mode = data.split(',').any(|o| o.starts_with("mode="));
+    match covered {
+        Some(mode) if !has_mode => {
+            let mode = format!("mode={:o}", mode & 0o7777);
+            if data.is_empty() {
+                mode
+            } else {
+                format!("{data},{mode}")
+            }
+        }
+        _ => data.to_string(),
+    }
+}
+
+/// tmpcopyup: copies the tree under `from` (the covered directory, an fd opened before the
+/// mount) into `to` (the new tmpfs), keeping modes, owners, symlinks and device nodes. The source
+/// is walked by fd with O_NOFOLLOW, so a symlink swapped in meanwhile is never followed out of
+/// the rootfs; symlinks are copied as symlinks.
+fn copy_tree(from: &OwnedFd, to: &Path) -> Result<()> {
+    use nix::sys::stat::{fstatat, SFlag};
+    use std::os::unix::ffi::OsStrExt;
+    let nofollow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+    let dir = nix::dir::Dir::openat(
+        Some(from.as_raw_fd()),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let names: Vec<CString> = dir
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        let dst = to.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+        let st = fstatat(Some(from.as_raw_fd()), name.as_c_str(), nofollow)?;
+        let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+        let open = |flags: OFlag| -> Result<OwnedFd> {
+            let fd = nix::fcntl::openat(
+                Some(from.as_raw_fd()),
+                name.as_c_str(),
+                flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            Ok(unsafe_owned(fd))
+        };
+        match kind {
+            SFlag::S_IFDIR => {
+                std::fs::create_dir(&dst)?;
+                copy_tree(&open(OFlag::O_RDONLY | OFlag::O_DIRECTORY)?, &dst)?;
+            }
+            SFlag::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(Some(from.as_raw_fd()), name.as_c_str())?;
+                std::os::unix::fs::symlink(target, &dst)?;
+            }
+            SFlag::S_IFREG => {
+                let mut src = std::fs::File::from(open(OFlag::O_RDONLY)?);
+                std::io::copy(&mut src, &mut std::fs::File::create(&dst)?)?;
+            }
+            SFlag::S_IFBLK | SFlag::S_IFCHR | SFlag::S_IFIFO => {
+                let mode = Mode::from_bits_truncate(st.st_mode);
+                nix::sys::stat::mknod(&dst, kind, mode, st.st_rdev)?;
+            }
+            _ => continue, // sockets belong to a process; runc skips them too
+        }
+        std::os::unix::fs::lchown(&dst, Some(st.st_uid), Some(st.st_gid))?;
+        // After chown, which clears set-id bits.
+        if kind != SFlag::S_IFLNK {
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777);
+            std::fs::set_permissions(&dst, mode)?;
+        }
+    }
+    Ok(())
 }
 
 /// The destination relative to the rootfs, with `..` kept for openat2 to clamp.
@@ -181,26 +285,9 @@ pub fn relative(dest: &Path) -> PathBuf {
 }
 
 fn openat2_in_root(root: RawFd, rel: &Path, flags: i32) -> nix::Result<OwnedFd> {
-    let path = CString::new(rel.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
-    // SAFETY: open_how is a plain C struct; all-zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: path and how are valid for the call; the kernel returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    // SAFETY: the kernel just gave us this fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    super::openat2(root, rel, flags, resolve)
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 /// Opens `rel` inside `root` (O_PATH), never leaving it; symlinks resolve as if `root` were /.
@@ -298,6 +385,117 @@ pub fn create_in_root(root: &OwnedFd, rel: &Path, file: bool) -> Result<OwnedFd>
     Ok(parent)
 }
 
+/// A detached copy of the mount tree at `path` under `dir` (open_tree OPEN_TREE_CLONE); with an
+/// empty `path`, of the file `dir` itself refers to, so a bind never re-resolves a path.
+pub fn clone_tree(dir: RawFd, path: &CString, extra: libc::c_uint) -> Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let empty = if path.as_bytes().is_empty() {
+        libc::AT_EMPTY_PATH as libc::c_uint
+    } else {
+        0
+    };
+    // SAFETY: path is a valid C string; the flags ask for a detached clone of the tree.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            dir,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | empty | extra,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("open_tree");
+    }
+    Ok(unsafe_owned(fd as RawFd))
+}
+
+/// Attaches a detached tree on the file or directory `target` refers to.
+pub fn attach_tree(tree: &OwnedFd, target: &OwnedFd) -> Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both ends are given as fds with empty paths; nothing is resolved by name.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("move_mount");
+    }
+    Ok(())
+}
+
+/// A detached, read-only, empty tmpfs, for masking a directory.
+pub fn detached_empty_tmpfs() -> Result<OwnedFd> {
+    detached_mount("tmpfs", &[])
+}
+
+/// A new read-only filesystem of type `fstype` with string `options`, as a detached mount
+/// (fsopen + fsconfig + fsmount): reachable only through the returned fd.
+pub fn detached_mount(fstype: &str, options: &[(&str, &str)]) -> Result<OwnedFd> {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const MOUNT_ATTR_RDONLY: libc::c_uint = 1;
+    let what = || format!("mount {fstype}");
+    let name = CString::new(fstype)?;
+    // SAFETY: the name is a valid C string; returns a new fs-context fd or -1.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), 1 as libc::c_uint) };
+    if fs < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(what);
+    }
+    let fs = unsafe_owned(fs as RawFd);
+    let config = |cmd: libc::c_uint, key: Option<&CString>, value: Option<&CString>| {
+        let ptr = |s: Option<&CString>| s.map_or(std::ptr::null(), |s| s.as_ptr());
+        // SAFETY: key and value are NUL-terminated strings or null, as `cmd` expects.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                cmd,
+                ptr(key),
+                ptr(value),
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    for (key, value) in options {
+        let (k, v) = (CString::new(*key)?, CString::new(*value)?);
+        config(FSCONFIG_SET_STRING, Some(&k), Some(&v))
+            .with_context(|| format!("{}: {key}={value}", what()))?;
+    }
+    config(FSCONFIG_CMD_CREATE, None, None).with_context(what)?;
+    // SAFETY: turns the created superblock into a detached mount; flags are plain integers.
+    let m = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            1 as libc::c_uint,
+            MOUNT_ATTR_RDONLY,
+        )
+    };
+    if m < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(what);
+    }
+    Ok(unsafe_owned(m as RawFd))
+}
+
+/// Binds the file `source` (an open fd) on `target`: both as checked fds, never as paths.
+pub fn bind_fd(source: &impl AsRawFd, target: &OwnedFd) -> Result<()> {
+    attach_tree(
+        &clone_tree(source.as_raw_fd(), &CString::default(), 0)?,
+        target,
+    )
+}
+
 fn unsafe_owned(fd: RawFd) -> OwnedFd {
     // SAFETY: only called with an fd just returned by a successful open(2)-like call.
     unsafe { OwnedFd::from_raw_fd(fd) }
@@ -309,6 +507,33 @@ pub fn fd_path(fd: &OwnedFd) -> PathBuf {
 
 fn none() -> Option<&'static str> {
     None
+}
+
+/// Nothing is mounted inside the container's /proc (where symlinks in the rootfs lead counts),
+/// but for the files lxcfs-style tools replace, as runc allows: a mount there could hide what
+/// the kernel says or stand in for it. Pure: `resolved` is relative to the rootfs.
+pub fn check_not_inside_proc(resolved: &Path) -> Result<()> {
+    const ALLOWED: [&str; 9] = [
+        "cpuinfo",
+        "diskstats",
+        "meminfo",
+        "stat",
+        "swaps",
+        "uptime",
+        "loadavg",
+        "slabinfo",
+        "sys/kernel/ns_last_pid",
+    ];
+    let Ok(inside) = resolved.strip_prefix("proc") else {
+        return Ok(());
+    };
+    if inside.as_os_str().is_empty() || ALLOWED.iter().any(|a| inside == Path::new(a)) {
+        return Ok(());
+    }
+    bail!(
+        "/{} is inside /proc: refusing to mount there",
+        resolved.display()
+    )
 }
 
 /// Applies one planned mount under the rootfs (before pivot_root).
@@ -334,11 +559,33 @@ pub fn apply(
             );
         }
     }
+    let resolved = resolve_in_root(root, &rel)
+        .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
+    check_not_inside_proc(&resolved)
+        .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
+    if matches!(m.fstype.as_str(), "proc" | "sysfs") {
+        ordinary_dir_or_absent(root, &rel, &m.fstype)
+            .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
+    }
+    let tmpfs = m.fstype == "tmpfs";
+    // The mode of a directory the tmpfs covers, before anything is created.
+    let covered = match tmpfs {
+        true => open_in_root(root, &rel)
+            .and_then(|fd| nix::sys::stat::fstat(fd.as_raw_fd()))
+            .ok()
+            .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .map(|st| st.st_mode),
+        false => None,
+    };
     let dest = create_in_root(root, &rel, src_is_file)
         .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     let target = fd_path(&dest);
     let ctx = || format!("{field}: mount {} on {}", m.fstype, m.destination.display());
-    let data = (!m.data.is_empty()).then_some(m.data.as_str());
+    let data = match tmpfs {
+        true => tmpfs_data(&m.data, covered),
+        false => m.data.clone(),
+    };
+    let data = (!data.is_empty()).then_some(data.as_str());
     if let (true, Some(userns), Some(src)) = (m.is_bind, idmap, m.source.as_deref()) {
         let recursive = m.flags.contains(MsFlags::MS_REC);
         super::idmap::bind(src, &dest, userns, recursive).with_context(ctx)?;
@@ -352,6 +599,10 @@ pub fn apply(
     // The fd names the directory under the new mount: reopen to reach the mount itself.
     let top = open_in_root(root, &rel).with_context(ctx)?;
     let target = fd_path(&top);
+    if m.tmpcopyup {
+        copy_tree(&dest, &target)
+            .with_context(|| format!("{field}: tmpcopyup of {}", m.destination.display()))?;
+    }
     if m.is_bind && !m.remount_flags.is_empty() {
         let mut flags = m.remount_flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
         if in_userns {
@@ -494,9 +745,38 @@ mod tests {
     }
 
     #[test]
+    fn tmpfs_takes_the_covered_mode_unless_told() {
+        assert_eq!(tmpfs_data("size=64k", Some(0o40700)), "size=64k,mode=700");
+        assert_eq!(tmpfs_data("", Some(0o41777)), "mode=1777");
+        assert_eq!(tmpfs_data("mode=755", Some(0o40700)), "mode=755");
+        assert_eq!(tmpfs_data("size=64k", None), "size=64k");
+    }
+
+    #[test]
+    fn tmpcopyup_is_for_tmpfs() {
+        let p = plan(0, &m("tmpfs", "tmpfs", "/x", &["tmpcopyup", "nosuid"])).unwrap();
+        assert!(p.tmpcopyup);
+        assert_eq!(p.data, "");
+        let p = plan(0, &m("bind", "/a", "/x", &["rbind", "tmpcopyup"])).unwrap();
+        assert!(!p.tmpcopyup);
+    }
+
+    #[test]
     fn rw_clears_ro() {
         let p = plan(0, &m("proc", "proc", "/proc", &["ro", "rw"])).unwrap();
         assert!(!p.flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn nothing_mounted_inside_proc() {
+        assert!(check_not_inside_proc(Path::new("proc")).is_ok());
+        assert!(check_not_inside_proc(Path::new("proc/meminfo")).is_ok());
+        assert!(check_not_inside_proc(Path::new("procfoo/x")).is_ok());
+        let err = check_not_inside_proc(Path::new("proc/sys/net/ipv4"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/proc/sys/net/ipv4 is inside /proc"), "{err}");
+        assert!(check_not_inside_proc(Path::new("proc/self/attr")).is_err());
     }
 
     #[test]

@@ -4,10 +4,13 @@
 mod cgroups;
 mod common;
 mod console;
+mod escapes;
+mod exec;
 mod hooks;
 mod lifecycle;
 mod namespaces;
 mod process;
 mod rootfs;
+mod runc_compat;
 mod seccomp;
 mod security_host;
