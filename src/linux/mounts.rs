@@ -509,10 +509,11 @@ fn none() -> Option<&'static str> {
     None
 }
 
-/// Nothing is mounted inside the container's /proc (where symlinks in the rootfs lead counts),
-/// but for the files lxcfs-style tools replace, as runc allows: a mount there could hide what
-/// the kernel says or stand in for it. Pure: `resolved` is relative to the rootfs.
-pub fn check_not_inside_proc(resolved: &Path) -> Result<()> {
+/// Nothing is mounted inside the container's /proc, but for the files lxcfs-style tools
+/// replace, as runc allows: a mount there could hide what the kernel says or stand in for it.
+/// Checked on the path with the rootfs's symlinks resolved, and on the destination opened:
+/// `on_procfs` (a procfs mounted elsewhere, reached through an image symlink, counts too).
+pub fn check_not_inside_proc(resolved: &Path, on_procfs: bool) -> Result<()> {
     const ALLOWED: [&str; 9] = [
         "cpuinfo",
         "diskstats",
@@ -524,16 +525,27 @@ pub fn check_not_inside_proc(resolved: &Path) -> Result<()> {
         "slabinfo",
         "sys/kernel/ns_last_pid",
     ];
-    let Ok(inside) = resolved.strip_prefix("proc") else {
-        return Ok(());
-    };
-    if inside.as_os_str().is_empty() || ALLOWED.iter().any(|a| inside == Path::new(a)) {
+    let inside = resolved.strip_prefix("proc").ok();
+    let allowed = inside
+        .is_some_and(|i| i.as_os_str().is_empty() || ALLOWED.iter().any(|a| i == Path::new(a)));
+    if allowed || (inside.is_none() && !on_procfs) {
         return Ok(());
     }
     bail!(
         "/{} is inside /proc: refusing to mount there",
         resolved.display()
     )
+}
+
+/// Opens (creating what is missing) a mount destination inside the root, refusing one inside
+/// a procfs.
+pub fn create_destination(root: &OwnedFd, rel: &Path, file: bool) -> Result<OwnedFd> {
+    let dest = create_in_root(root, rel, file)?;
+    check_not_inside_proc(
+        &resolve_in_root(root, rel)?,
+        super::procfs::is_procfs(&dest),
+    )?;
+    Ok(dest)
 }
 
 /// Applies one planned mount under the rootfs (before pivot_root).
@@ -561,7 +573,7 @@ pub fn apply(
     }
     let resolved = resolve_in_root(root, &rel)
         .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
-    check_not_inside_proc(&resolved)
+    check_not_inside_proc(&resolved, false)
         .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     if matches!(m.fstype.as_str(), "proc" | "sysfs") {
         ordinary_dir_or_absent(root, &rel, &m.fstype)
@@ -577,7 +589,7 @@ pub fn apply(
             .map(|st| st.st_mode),
         false => None,
     };
-    let dest = create_in_root(root, &rel, src_is_file)
+    let dest = create_destination(root, &rel, src_is_file)
         .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     let target = fd_path(&dest);
     let ctx = || format!("{field}: mount {} on {}", m.fstype, m.destination.display());
@@ -769,14 +781,16 @@ mod tests {
 
     #[test]
     fn nothing_mounted_inside_proc() {
-        assert!(check_not_inside_proc(Path::new("proc")).is_ok());
-        assert!(check_not_inside_proc(Path::new("proc/meminfo")).is_ok());
-        assert!(check_not_inside_proc(Path::new("procfoo/x")).is_ok());
-        let err = check_not_inside_proc(Path::new("proc/sys/net/ipv4"))
+        assert!(check_not_inside_proc(Path::new("proc"), false).is_ok());
+        assert!(check_not_inside_proc(Path::new("proc/meminfo"), true).is_ok());
+        assert!(check_not_inside_proc(Path::new("procfoo/x"), false).is_ok());
+        // A procfs reached under another name (an image's /proc -> /p) counts.
+        assert!(check_not_inside_proc(Path::new("p/sys/net/ipv4"), true).is_err());
+        let err = check_not_inside_proc(Path::new("proc/sys/net/ipv4"), false)
             .unwrap_err()
             .to_string();
         assert!(err.contains("/proc/sys/net/ipv4 is inside /proc"), "{err}");
-        assert!(check_not_inside_proc(Path::new("proc/self/attr")).is_err());
+        assert!(check_not_inside_proc(Path::new("proc/self/attr"), false).is_err());
     }
 
     #[test]

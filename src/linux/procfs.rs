@@ -82,6 +82,11 @@ impl ProcFs {
     }
 }
 
+/// Whether `fd` is on a procfs.
+pub fn is_procfs(fd: &impl AsRawFd) -> bool {
+    check_is_procfs(fd, "").is_ok()
+}
+
 fn check_is_procfs(fd: &impl AsRawFd, what: &str) -> Result<()> {
     // SAFETY: statfs is plain data; fstatfs fills it for a valid fd.
     let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };

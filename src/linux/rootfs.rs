@@ -302,7 +302,7 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
     // One hierarchy, at the destination itself (unified), or one each under a tmpfs (v1).
     let unified_only = hierarchies.iter().all(|h| h.fstype == "cgroup2");
     if !unified_only {
-        let dest = mounts::create_in_root(root, &rel, false)
+        let dest = mounts::create_destination(root, &rel, false)
             .with_context(|| format!("{field}.destination"))?;
         mount(
             Some("tmpfs"),
@@ -321,7 +321,7 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
         };
         let dest_rel = rel.join(&name);
         if opts.has_cgroup_ns {
-            let sub = mounts::create_in_root(root, &dest_rel, false)?;
+            let sub = mounts::create_destination(root, &dest_rel, false)?;
             let data = (!h.super_options.is_empty()).then_some(h.super_options.as_str());
             mount(
                 Some("cgroup"),
@@ -372,7 +372,7 @@ fn own_cgroup_in(own: &[CgroupLine], h: &Mount) -> Option<PathBuf> {
 /// Binds `src` (recursively) at `dest_rel` inside the root, then remounts it with `remount`
 /// (through a fresh fd: the first one names the directory under the new mount).
 fn bind_then_remount(root: &OwnedFd, src: &Path, dest_rel: &Path, remount: MsFlags) -> Result<()> {
-    let dest = mounts::create_in_root(root, dest_rel, false)?;
+    let dest = mounts::create_destination(root, dest_rel, false)?;
     mount(
         Some(src),
         &mounts::fd_path(&dest),

@@ -420,3 +420,60 @@ fn passwd_through_the_runtimes_proc_leaks_no_host_file() {
         );
     }
 }
+
+#[test]
+fn a_cgroup_mount_inside_proc_is_refused() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/proc/sys/net/ipv4", "type": "cgroup", "source": "cgroup"
+        }));
+    });
+    let out = env.hako(&["run", "-b", b.path(), &unique_id("cgproc")]);
+    assert_error(&out, "is inside /proc");
+}
+
+#[test]
+fn device_nodes_are_not_chmodded_through_a_swapped_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    // /dev is a volume another writer shares: it swaps a symlink to a host file in at the
+    // node's name while hako makes the node, hoping hako's chmod follows it.
+    let devvol = env.dir.path().join("devvol");
+    std::fs::create_dir(&devvol).unwrap();
+    let victim = env.dir.path().join("victim");
+    std::fs::write(&victim, "host file\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["true"]);
+        bind(c, &devvol, "/dev");
+        c["linux"]["devices"] = json!([{
+            "path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438
+        }]);
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, node, victim) = (stop.clone(), devvol.join("fuse"), victim.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&node);
+                let _ = std::os::unix::fs::symlink(&victim, &node);
+            }
+        })
+    };
+    let mut changed = None;
+    for _ in 0..30 {
+        let _ = env.hako(&["run", "-b", b.path(), &unique_id("devrace")]);
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        if mode != 0o600 {
+            changed = Some(mode);
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert_eq!(
+        changed, None,
+        "the host file's mode was changed through the symlink"
+    );
+}
