@@ -26,6 +26,11 @@ pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
 /// socket to use instead of `--console-socket` (`run` relays the terminal itself).
 pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Result<Container> {
     container::validate_id(&args.id)?;
+    let listen_fds = listen_fds(
+        std::env::var("LISTEN_FDS").ok(),
+        std::env::var("LISTEN_PID").ok(),
+    );
+    let fds = passed_fds(args.preserve_fds, listen_fds, nr_open())?;
     let b = bundle::load(&args.bundle)?;
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
@@ -40,10 +45,6 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");
     }
     // Everything the init will do is planned and checked before anything is made.
-    let listen_fds = listen_fds(
-        std::env::var("LISTEN_FDS").ok(),
-        std::env::var("LISTEN_PID").ok(),
-    );
     let mut extra_env = Vec::new();
     if listen_fds > 0 {
         extra_env.push(format!("LISTEN_FDS={listen_fds}"));
@@ -101,12 +102,12 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     trace::phase("container record reserved");
     let mut hooks_began = false;
     let parts = InitParts {
+        fds,
         ns,
         joins,
         console_socket,
         process,
         container,
-        listen_fds,
         cgroup,
         netdevs,
     };
@@ -177,12 +178,13 @@ fn debug_plan(
 
 /// What was checked and opened before the record was made, for the init.
 struct InitParts {
+    /// How many fds from 3 up pass into the container (--preserve-fds and LISTEN_FDS).
+    fds: u32,
     ns: namespaces::NamespacePlan,
     joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     console_socket: Option<OwnedFd>,
     process: ProcessPlan,
     container: ContainerPlan,
-    listen_fds: u32,
     cgroup: Cgroup,
     netdevs: Vec<netdev::NetDevPlan>,
 }
@@ -217,7 +219,7 @@ fn build(
         joins: parts.joins,
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
-        preserve_fds: args.preserve_fds + parts.listen_fds,
+        preserve_fds: parts.fds,
         console_socket: parts.console_socket,
         exec_fifo: launch::open_fifo_path(&fifo)?,
         idmaps: idmapped_mounts(&b.spec)?,
@@ -326,6 +328,31 @@ fn listen_fds(fds: Option<String>, pid: Option<String>) -> u32 {
     }
 }
 
+/// The number of fds passed into the container: no fd can be numbered at or above fs.nr_open,
+/// so more is a mistake (and would size the init's list of fds to keep).
+fn passed_fds(preserve: u32, listen: u32, nr_open: u32) -> Result<u32> {
+    let n = u64::from(preserve) + u64::from(listen);
+    if 3 + n > u64::from(nr_open) {
+        let with = match listen {
+            0 => String::new(),
+            l => format!(" and LISTEN_FDS {l}"),
+        };
+        bail!(
+            "--preserve-fds {preserve}{with}: fd {} is past the kernel's limit (fs.nr_open {nr_open})",
+            2 + n
+        );
+    }
+    Ok(n as u32)
+}
+
+/// The kernel's highest fd number + 1 (fs.nr_open; 1048576 unless raised).
+fn nr_open() -> u32 {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20)
+}
+
 /// Writes the pid file atomically, as runc does: a temporary file next to it, created with
 /// O_EXCL|O_NOFOLLOW so that a symlink or file planted at that name is refused rather than
 /// written through, then renamed over the pid file (rename replaces, it never follows).
@@ -337,21 +364,18 @@ pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("pid");
     let tmp = dir.join(format!(".{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(pid.to_string().as_bytes())?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        // Only a file this call made is removed; a planted one is left for its owner to see.
-        if e.kind() != std::io::ErrorKind::AlreadyExists {
-            let _ = std::fs::remove_file(&tmp);
-        }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o644)
+        .open(&tmp)
+        .with_context(|| format!("--pid-file: {}", tmp.display()))?;
+    if let Err(e) = f
+        .write_all(pid.to_string().as_bytes())
+        .and_then(|()| f.sync_all())
+    {
+        let _ = std::fs::remove_file(&tmp);
         bail!("--pid-file: {}: {e}", tmp.display());
     }
     std::fs::rename(&tmp, &path).with_context(|| format!("--pid-file {}", path.display()))
@@ -360,6 +384,15 @@ pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passed_fds_bounded_by_nr_open() {
+        assert_eq!(passed_fds(2, 1, 1 << 20).unwrap(), 3);
+        assert_eq!(passed_fds(1024 - 3, 0, 1024).unwrap(), 1021);
+        assert!(passed_fds(1024 - 2, 0, 1024).is_err());
+        let err = passed_fds(u32::MAX, 1, 1 << 20).unwrap_err().to_string();
+        assert!(err.starts_with("--preserve-fds 4294967295 "), "{err}");
+    }
 
     #[test]
     fn listen_fds_only_for_our_own_pid() {

@@ -66,7 +66,7 @@ pub fn run(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {
 
 /// Signals every process of the cgroup with the cgroup frozen, so that none can fork a child
 /// the list misses (a fork loop would outrun a plain walk over cgroup.procs).
-fn signal_all(cg: &Cgroup, sig: i32, paused: bool) -> Result<()> {
+pub fn signal_all(cg: &Cgroup, sig: i32, paused: bool) -> Result<()> {
     // Freezing a cgroup that is gone would make its directory again.
     if !cg.exists() {
         return Ok(());

@@ -100,7 +100,7 @@ pub fn chdir_inside_root(root: &OwnedFd, cwd: &Path) -> Result<()> {
     Ok(())
 }
 
-fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString>> {
+pub fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString>> {
     items
         .map(|s| CString::new(s).context("argument or environment holds a NUL byte"))
         .collect()
@@ -119,7 +119,7 @@ pub struct Program {
 }
 
 /// A null-terminated array of pointers to `strings`.
-fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+pub fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
     strings
         .iter()
         .map(|s| s.as_ptr())

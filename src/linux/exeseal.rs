@@ -8,12 +8,13 @@
 //! nothing copied: about 0.2 ms); where overlayfs cannot be mounted, a sealed memfd copy
 //! (writes fail with EPERM; it costs a copy of the binary, several ms).
 
-use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{Context, Result};
+
+use super::exec::{cstrings, pointers};
 
 /// Set for the re-executed process, which then checks that it really runs from a sealed view.
 const MARK: &str = "_HAKO_SEALED_EXE";
@@ -59,17 +60,13 @@ pub fn ensure_sealed() -> Result<()> {
         Err(_) => sealed_copy(&mut exe)?,
     };
     drop(exe);
-    let args = cstrings(std::env::args_os().map(|a| a.as_bytes().to_vec()))?;
-    let env = cstrings(
-        std::env::vars_os()
-            .map(|(k, v)| {
-                let mut kv = k.as_bytes().to_vec();
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                kv
-            })
-            .chain(std::iter::once(format!("{MARK}=1").into_bytes())),
-    )?;
+    let args: Vec<_> = std::env::args_os().collect();
+    let args = cstrings(args.iter().map(|a| a.as_bytes()))?;
+    let env: Vec<Vec<u8>> = std::env::vars_os()
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .chain(std::iter::once(format!("{MARK}=1").into_bytes()))
+        .collect();
+    let env = cstrings(env.iter().map(|e| e.as_slice()))?;
     let argv = pointers(&args);
     let envp = pointers(&env);
     // SAFETY: argv and envp are NULL-terminated arrays of pointers to NUL-terminated strings
@@ -136,20 +133,6 @@ fn sealed_copy(exe: &mut File) -> Result<OwnedFd> {
         return Err(std::io::Error::last_os_error()).context("seal hako's memfd copy");
     }
     Ok(copy.into())
-}
-
-fn cstrings(items: impl Iterator<Item = Vec<u8>>) -> Result<Vec<CString>> {
-    items
-        .map(|s| CString::new(s).context("an argument or variable holds a NUL byte"))
-        .collect()
-}
-
-fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
-    strings
-        .iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
 }
 
 #[cfg(test)]

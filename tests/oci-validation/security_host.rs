@@ -118,6 +118,24 @@ fn kill_all_freezes_first_so_a_fork_loop_cannot_outrun_it() {
     for ctrl in ["pids", "freezer", "memory", "devices"] {
         assert!(!cg(ctrl, &path).exists(), "{ctrl} cgroup left behind");
     }
+
+    // `delete --force` of the running fork loop leaves no process and no cgroup either.
+    let id = unique_id("forkloop");
+    let out = env.hako(&["create", "-b", b.path(), &id]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    assert!(env.hako(&["start", &id]).status.success());
+    let grown = eventually(|| procs(&path).len() >= 304);
+    let out = env.hako(&["delete", "--force", &id]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (left, dirs) = (procs(&path), cgroup_dirs_named(&path[1..]));
+    reap(&path);
+    for dir in &dirs {
+        let _ = std::fs::remove_dir(dir);
+    }
+    assert!(grown, "the fork loop did not get going");
+    assert!(out.status.success(), "delete --force: {}", stderr(&out));
+    assert_eq!(left, Vec::<i32>::new(), "processes outlived delete --force");
+    assert_eq!(dirs, Vec::<PathBuf>::new(), "cgroup left behind");
 }
 
 #[test]
@@ -307,6 +325,15 @@ fn values_that_sized_allocations_are_refused_before_anything_is_made() {
         assert_error(&env.hako(&["create", "-b", b.path(), &id]), needle);
         assert!(!env.root.join(&id).exists(), "{needle}: record left behind");
         assert_eq!(cgroup_dirs_named(&id), Vec::<PathBuf>::new(), "{needle}");
+    }
+    // The command line too: the init sized its list of fds to keep by this (an overflow panic,
+    // or a loop over two billion fds).
+    let b = env.bundle(|c| c["process"]["args"] = json!(["true"]));
+    for n in ["4294967295", "2000000000"] {
+        let id = unique_id("fds");
+        let out = env.hako(&["create", "--preserve-fds", n, "-b", b.path(), &id]);
+        assert_error(&out, &format!("--preserve-fds {n}: fd "));
+        assert!(!env.root.join(&id).exists(), "record left behind");
     }
 }
 
