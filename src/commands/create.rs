@@ -330,7 +330,7 @@ fn listen_fds(fds: Option<String>, pid: Option<String>) -> u32 {
 
 /// The number of fds passed into the container: no fd can be numbered at or above fs.nr_open,
 /// so more is a mistake (and would size the init's list of fds to keep).
-fn passed_fds(preserve: u32, listen: u32, nr_open: u32) -> Result<u32> {
+pub(super) fn passed_fds(preserve: u32, listen: u32, nr_open: u32) -> Result<u32> {
     let n = u64::from(preserve) + u64::from(listen);
     if 3 + n > u64::from(nr_open) {
         let with = match listen {
@@ -346,7 +346,7 @@ fn passed_fds(preserve: u32, listen: u32, nr_open: u32) -> Result<u32> {
 }
 
 /// The kernel's highest fd number + 1 (fs.nr_open; 1048576 unless raised).
-fn nr_open() -> u32 {
+pub(super) fn nr_open() -> u32 {
     std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
         .and_then(|s| s.trim().parse().ok())

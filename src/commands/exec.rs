@@ -33,6 +33,8 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
         ),
         status => bail!("cannot exec in a {status} container {:?}", args.id),
     }
+    // Sizes the child's list of fds to keep: bounded as for create.
+    let preserve_fds = super::create::passed_fds(args.preserve_fds, 0, super::create::nr_open())?;
     let mut spec = c.spec()?;
     let text = match &args.process {
         Some(path) => Some(
@@ -95,7 +97,7 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
         joins,
         chroot: (!has_mount_ns).then(|| r.rootfs.clone()),
         console_socket: theirs,
-        preserve_fds: args.preserve_fds,
+        preserve_fds,
     };
     let mut parent = Parent {
         record: r,

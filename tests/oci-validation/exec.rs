@@ -337,6 +337,10 @@ fn preserved_fds_pass_and_no_other_fd_does() {
     let out = output_via_files(std::process::Command::new("/bin/sh").args(["-c", &script]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "through fd 3\nfd 4 closed\n");
+    assert_exec_error(
+        &exec(&env, &["--preserve-fds", "4294967295", &id, "true"]),
+        "--preserve-fds 4294967295: fd 4294967297 is past the kernel's limit",
+    );
 }
 
 /// The attack of CVE-2024-21626 through exec: a host directory's fd open in the caller, and
