@@ -150,7 +150,11 @@ fn run(cfg: &ExecConfig, chan: &Channel) -> Result<Failed> {
         let Some(sock) = &cfg.console_socket else {
             bail!("exec: a terminal needs --console-socket");
         };
-        console::setup(sock.as_raw_fd(), cfg.process.console_size)?;
+        console::setup(
+            sock.as_raw_fd(),
+            cfg.process.console_size,
+            cfg.process.user.uid(),
+        )?;
     }
     let ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, false)?;
     // As in the init: the runtime's /proc must not be reachable while execve resolves paths.

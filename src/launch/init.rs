@@ -122,7 +122,11 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         let Some(sock) = &cfg.console_socket else {
             bail!("config.json: process.terminal is true but no --console-socket was given");
         };
-        let slave = console::setup(sock.as_raw_fd(), cfg.process.console_size)?;
+        let slave = console::setup(
+            sock.as_raw_fd(),
+            cfg.process.console_size,
+            cfg.process.user.uid(),
+        )?;
         console::bind_dev_console(&slave)?;
     }
     // Before readonlyPaths, which usually include /proc/sys.

@@ -22,8 +22,8 @@ pub fn send_fd(socket: RawFd, name: &str, fd: RawFd) -> Result<()> {
 }
 
 /// Opens a pty, sends its master to `socket`, and makes the slave this process's controlling
-/// terminal and stdin/stdout/stderr. Returns the slave.
-pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<OwnedFd> {
+/// terminal and stdin/stdout/stderr, owned by uid `owner`. Returns the slave.
+pub fn setup(socket: RawFd, size: Option<(u16, u16)>, owner: u32) -> Result<OwnedFd> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context("open /dev/ptmx")?;
     grantpt(&master).context("grantpt")?;
@@ -53,6 +53,9 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<OwnedFd> {
         // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
         unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
+    // The terminal is the process's own (runc chowns it too); its group stays devpts' (tty).
+    nix::unistd::fchown(slave.as_raw_fd(), Some(owner.into()), None)
+        .context("give the pty to process.user")?;
     // Output as the program wrote it: no \r added before each \n (runc clears ONLCR too).
     let mut attrs = nix::sys::termios::tcgetattr(&slave).context("tcgetattr on the pty")?;
     attrs

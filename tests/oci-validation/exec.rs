@@ -308,6 +308,19 @@ fn a_terminal_through_the_console_socket() {
     assert!(text.ends_with("\nstdin-is-a-tty\n"), "{text:?}");
 }
 
+/// The pty belongs to the process's user (runc's tty owner test); its group stays devpts' tty.
+#[test]
+fn the_terminal_is_the_users() {
+    let env = Env::new();
+    let (id, _) = running(&env, |_| {});
+    let script = "stat -c %u:%g $(tty)";
+    let mut cmd = env.command(&["exec", "-t", "-u", "1000:100", &id, "sh", "-c", script]);
+    cmd.stdin(std::process::Stdio::null());
+    let out = output_via_files(&mut cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1000:5\n");
+}
+
 #[test]
 fn a_terminal_relayed_by_hako_itself() {
     let env = Env::new();
