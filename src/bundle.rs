@@ -1,7 +1,12 @@
 //! Loading a bundle: config.json → `oci_spec::runtime::Spec`, checked, with errors that name the
 //! field (`config.json: linux.namespaces[3].type: unknown variant ...`).
 
+pub mod limits;
+#[cfg(test)]
+mod proptests;
+
 use std::collections::HashSet;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -34,11 +39,51 @@ pub fn parse_config(text: &str, origin: &str) -> Result<Spec> {
 pub fn load(dir: &Path) -> Result<Bundle> {
     let dir = std::path::absolute(dir).with_context(|| format!("bundle: {}", dir.display()))?;
     let config_path = dir.join(CONFIG);
-    let text = std::fs::read_to_string(&config_path)
-        .with_context(|| format!("{}", config_path.display()))?;
-    let spec = parse_config(&text, CONFIG)?;
-    let rootfs = validate(&spec, &dir)?;
+    let text = read_bounded(&config_path)?;
+    let (spec, rootfs) = from_text(&text, &dir)?;
     Ok(Bundle { dir, spec, rootfs })
+}
+
+/// Parses and checks a config's text. The error is one line whatever the config holds (a
+/// value quoted in it may hold a newline).
+pub fn from_text(text: &str, dir: &Path) -> Result<(Spec, PathBuf)> {
+    let checked = parse_config(text, CONFIG).and_then(|spec| {
+        let rootfs = validate(&spec, dir)?;
+        Ok((spec, rootfs))
+    });
+    checked.map_err(|e| anyhow::anyhow!(one_line(&format!("{e:#}"))))
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`).
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The file's text, refused past `limits::MAX_CONFIG_BYTES` (a config cannot exhaust memory).
+fn read_bounded(path: &Path) -> Result<String> {
+    let ctx = || format!("{}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .with_context(ctx)?
+        .take(limits::MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(ctx)?;
+    if text.len() as u64 > limits::MAX_CONFIG_BYTES {
+        bail!(
+            "{}: larger than {} bytes",
+            path.display(),
+            limits::MAX_CONFIG_BYTES
+        );
+    }
+    Ok(text)
 }
 
 /// The checks a config must pass; returns the absolute rootfs path.
@@ -109,6 +154,7 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf> {
         }
     }
     crate::hooks::validate(spec)?;
+    limits::check(spec)?;
     Ok(rootfs)
 }
 

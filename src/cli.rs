@@ -73,6 +73,8 @@ pub enum Command {
     },
     /// Create and start a container, then wait for it
     Run(RunArgs),
+    /// Run another process in a container (its namespaces, cgroup, capabilities, seccomp)
+    Exec(Box<ExecArgs>),
     /// List the containers
     #[command(alias = "ps-all")]
     List {
@@ -158,6 +160,64 @@ pub struct RunArgs {
     /// Keep the container's record after it exits
     #[arg(long = "keep")]
     pub keep: bool,
+}
+
+/// runc's exec flags. Without --process, the process is config.json's with ARGS and the
+/// flags' changes; with it, that file's runtime-spec `process` as is (runc ignores the flags).
+#[derive(Args, Debug, Default)]
+pub struct ExecArgs {
+    /// A JSON file holding the runtime-spec `process` to run
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Do not wait for the process: return once it runs
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the process's host pid to this file
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master (with -t)
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory in the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (K=V); may be repeated
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// UID[:GID] to run as
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Supplementary group; may be repeated
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (CAP_NET_ADMIN); may be repeated
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// AppArmor profile for the process
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label for the process
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// Pass this many extra fds (from 3 on) into the process
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Allow exec into a paused container
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Run in a sub-cgroup of the container's: [CONTROLLER:]PATH; may be repeated
+    #[arg(long)]
+    pub cgroup: Vec<String>,
+    pub id: String,
+    /// The program and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// runc's update flags. Sizes take bytes or units (`64M`, `1g`); `-1` means unlimited.

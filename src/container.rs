@@ -233,7 +233,7 @@ impl Container {
         if r.status == Status::Paused {
             return Status::Paused;
         }
-        if self.exec_fifo().exists() {
+        if fifo_waiting(&self.exec_fifo()) {
             Status::Created
         } else {
             Status::Running
@@ -248,6 +248,26 @@ impl Container {
             Err(e) => Err(e).with_context(|| format!("remove {}", self.dir.display())),
         }
     }
+}
+
+/// The exec fifo's mtime is 0 while the init waits on it; the init stamps it when released, so
+/// a container whose `start` was killed midway is not taken for one that still waits.
+pub fn mark_fifo_waiting(fifo: &Path) -> Result<()> {
+    let zero = nix::sys::time::TimeSpec::new(0, 0);
+    nix::sys::stat::utimensat(
+        None,
+        fifo,
+        &zero,
+        &zero,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .with_context(|| format!("{}", fifo.display()))
+}
+
+/// Whether the exec fifo exists and the init has not been released from it.
+pub fn fifo_waiting(fifo: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(fifo).is_ok_and(|m| m.mtime() == 0 && m.mtime_nsec() == 0)
 }
 
 fn read_record(dir: &Path, id: &str) -> Result<Record> {

@@ -79,6 +79,20 @@ fn level_name(level: Level) -> &'static str {
 }
 
 /// One log line, newline-terminated, in runc's shape.
+/// An error as the one line hako prints: its causes joined with ": ", and any control character
+/// a config value carried (a newline in a path, say) escaped, so it cannot start a new line.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for c in format!("{e:#}").chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
 pub fn format_line(format: LogFormat, level: Level, msg: &str) -> String {
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     match format {

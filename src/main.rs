@@ -9,6 +9,7 @@ mod hooks;
 mod launch;
 mod linux;
 mod logging;
+mod terminal;
 mod trace;
 
 use clap::Parser as _;
@@ -21,6 +22,17 @@ fn main() {
         let _ = e.print();
         std::process::exit(if e.use_stderr() { 1 } else { 0 })
     });
+    // Commands that put a process into a container run from a sealed copy of hako, first thing
+    // (single-threaded, nothing opened yet): see linux/exeseal.rs.
+    if matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    ) {
+        if let Err(e) = linux::exeseal::ensure_sealed() {
+            eprintln!("hako: {e:#}");
+            std::process::exit(1);
+        }
+    }
     let to_stderr = match logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(to_stderr) => to_stderr,
         Err(e) => {
@@ -42,6 +54,7 @@ fn main() {
         Command::Kill { all, id, signal } => commands::kill::run(&g, id, signal, *all).map(|()| 0),
         Command::Delete { force, id } => commands::delete::run(&g, id, *force).map(|()| 0),
         Command::Run(a) => commands::run::run(&g, a),
+        Command::Exec(a) => commands::exec::run(&g, a),
         Command::List { format, quiet } => commands::list::run(&g, *format, *quiet).map(|()| 0),
         Command::Spec { bundle, rootless } => commands::spec::run(bundle, *rootless).map(|()| 0),
         Command::Features => commands::features::run().map(|()| 0),
@@ -62,7 +75,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = logging::error_line(&e);
             // The log gets the runc-shaped line (containerd shows it); a person gets one plain line.
             if !to_stderr {
                 tracing::error!("{msg}");

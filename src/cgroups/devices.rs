@@ -1,7 +1,9 @@
 //! The device cgroup's rules, planned: a deny-all start, the config's `linux.resources.devices`
 //! in their listed order, then the devices every container needs. Like runc, the defaults come
 //! last, so no config can take /dev/null away from its own init; and like runc, the start is
-//! "deny everything" rather than whatever the parent cgroup allows.
+//! "deny everything" rather than whatever the parent cgroup allows. The one list serves both
+//! hierarchies: v1 writes it to devices.allow/deny, v2 compiles it to a BPF program
+//! (device_bpf.rs).
 
 use anyhow::{bail, Result};
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
@@ -87,8 +89,10 @@ pub fn plan(user: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
             ),
         };
         for (name, n) in [("major", d.major()), ("minor", d.minor())] {
-            if n.is_some_and(|n| n < 0) {
-                bail!("{field}.{name}: {} is negative", n.unwrap_or_default());
+            match n {
+                Some(n) if n < 0 => bail!("{field}.{name}: {n} is negative"),
+                Some(n) if n > u32::MAX as i64 => bail!("{field}.{name}: {n} is too large"),
+                _ => {}
             }
         }
         let access = match d.access().as_deref() {
@@ -191,6 +195,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("devices[0].major"), "{err}");
+        let err = plan(&user(r#"[{"allow":true,"type":"c","minor":4294967296}]"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("devices[0].minor: 4294967296 is too large"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The resource keys libcgroups 0.7 passes over without a word: on v1 `memory.useHierarchy`,
 //! `blockIO.leafWeight` and the per-device weights; `rdma` on both. Planned as plain
-//! (key, controller, file, value) writes, then written.
+//! (key, controller, file, value) writes, then written. Also the scale of a v2
+//! `blockIO.weight`, which the Cgroup writes itself.
 
 use std::path::PathBuf;
 
@@ -82,6 +83,11 @@ pub fn plan(r: &LinuxResources, unified: bool) -> Vec<Write> {
         }
     }
     out
+}
+
+/// A cgroup v1 blkio weight (10..=1000) on io.weight's scale (1..=10000), linearly, as runc.
+pub fn io_weight_from_blkio(weight: u16) -> u64 {
+    1 + u64::from(weight.saturating_sub(10)) * 9999 / 990
 }
 
 /// Writes the planned values; `dir_of` gives a controller's directory for the cgroup.
@@ -173,6 +179,13 @@ mod tests {
         assert!(w[0].only_if_different);
         // libcgroups' v2 io controller handles these itself.
         assert!(plan(&r, true).is_empty());
+    }
+
+    #[test]
+    fn io_weight_scale() {
+        assert_eq!(io_weight_from_blkio(10), 1);
+        assert_eq!(io_weight_from_blkio(500), 4950);
+        assert_eq!(io_weight_from_blkio(1000), 10000);
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxResources;
 
+use crate::linux::mountinfo;
+
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The host's cgroup layout: v1 hierarchies (legacy or hybrid) or the unified one.
@@ -49,25 +51,17 @@ impl Host {
     /// (`rw,cpu,cpuacct`, or `rw,name=systemd` for a named one, which controls nothing).
     pub fn v1_from_mountinfo(text: &str) -> Host {
         let mut roots = BTreeMap::new();
-        for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mut r = right.split_whitespace();
-            let (fstype, _source, sopts) = (r.next(), r.next(), r.next().unwrap_or(""));
-            if fstype != Some("cgroup") {
+        for m in mountinfo::parse(text) {
+            if m.fstype != "cgroup" {
                 continue;
             }
-            let Some(mount_point) = left.split_whitespace().nth(4) else {
-                continue;
-            };
-            for opt in sopts.split(',') {
+            for opt in m.super_options.split(',') {
                 if ["rw", "ro"].contains(&opt) || opt.contains('=') {
                     continue;
                 }
                 roots
                     .entry(opt.to_string())
-                    .or_insert_with(|| PathBuf::from(mount_point));
+                    .or_insert_with(|| m.mount_point.clone());
             }
         }
         Host {

@@ -3,6 +3,7 @@
 //! like runc, checks `linux.resources` against what the host offers, plans the device rules,
 //! writes the keys libcgroups skips, and turns errors into one line naming the key.
 
+pub mod device_bpf;
 pub mod devices;
 pub mod extra;
 pub mod host;
@@ -48,6 +49,44 @@ pub fn resolve_path(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
     Ok(join_relative(&parse_own_cgroup(&text), &path, unified))
 }
 
+/// Where systemd puts the unit of a `slice:prefix:name` path, relative to the cgroup root: the
+/// slice expanded as systemd does (`a-b.slice` → `a.slice/a-b.slice`; empty: system.slice),
+/// then `prefix-name.scope` (or the name itself when it is a slice), as libcgroups names it;
+/// systemd's own cgroup is taken to be the root (systemd is the host's PID 1).
+pub fn systemd_dir(path: &Path) -> Option<PathBuf> {
+    let text = path.to_string_lossy();
+    let mut parts = text.splitn(3, ':');
+    let (slice, prefix, name) = (parts.next()?, parts.next()?, parts.next()?);
+    let expand = |slice: &str| -> PathBuf {
+        let mut out = PathBuf::new();
+        let stem = slice.trim_end_matches(".slice");
+        if stem == "-" {
+            return out;
+        }
+        let mut so_far = String::new();
+        for part in stem.split('-') {
+            so_far = if so_far.is_empty() {
+                part.to_string()
+            } else {
+                format!("{so_far}-{part}")
+            };
+            out.push(format!("{so_far}.slice"));
+        }
+        out
+    };
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let unit = if name.ends_with(".slice") {
+        name.to_string()
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    Some(expand(slice).join(unit))
+}
+
 /// `slice:prefix:name`, the slice empty or a `.slice` unit.
 fn check_systemd_path(path: &Path) -> Result<()> {
     let text = path.to_string_lossy();
@@ -67,14 +106,16 @@ fn check_systemd_path(path: &Path) -> Result<()> {
 
 /// A relative path's place: under hako's own cgroup on v1 (as runc's fs driver), under its
 /// parent on v2 (hako's own cgroup has processes, so it cannot have controller-enabled
-/// children: runc's fs2 driver does the same).
+/// children: runc's fs2 driver does the same). The relative path is cleaned on its own first,
+/// as if rooted, so its `..` cannot climb above that base (runc's CleanPath).
 pub fn join_relative(own: &Path, rel: &Path, unified: bool) -> PathBuf {
     let base = if unified {
         own.parent().unwrap_or(Path::new("/"))
     } else {
         own
     };
-    clean(&base.join(rel))
+    let rel = clean(rel);
+    clean(&base.join(rel.strip_prefix("/").unwrap_or(&rel)))
 }
 
 /// `..` and `.` resolved lexically, never above `/` (runc's CleanPath).
@@ -95,22 +136,14 @@ fn clean(path: &Path) -> PathBuf {
 /// hako's own cgroup: its memory hierarchy on v1 (one path serves every controller, as
 /// libcgroups' v1 manager takes one), the unified one otherwise.
 pub fn parse_own_cgroup(text: &str) -> PathBuf {
-    let mut unified = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (
-            parts.next(),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or("/"),
-        );
-        if controllers.split(',').any(|c| c == "memory") {
-            return PathBuf::from(path);
-        }
-        if controllers.is_empty() {
-            unified = Some(PathBuf::from(path));
-        }
-    }
-    unified.unwrap_or_else(|| PathBuf::from("/"))
+    let lines = crate::linux::mountinfo::parse_cgroups(text);
+    let memory = lines
+        .iter()
+        .find(|l| l.controllers.iter().any(|c| c == "memory"));
+    let unified = lines.iter().find(|l| l.controllers.is_empty());
+    memory
+        .or(unified)
+        .map_or_else(|| PathBuf::from("/"), |l| l.path.clone())
 }
 
 pub struct Cgroup {
@@ -201,6 +234,14 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Whether the cgroup's directory is there (always true with the systemd driver).
+    pub fn exists(&self) -> bool {
+        self.systemd
+            || ["freezer", "pids", "memory", "devices"]
+                .iter()
+                .any(|c| self.dir(c).is_some_and(|d| d.exists()))
+    }
+
     pub fn is_frozen(&self) -> bool {
         let (file, frozen) = if self.host.unified {
             ("cgroup.freeze", "1")
@@ -223,14 +264,7 @@ impl Cgroup {
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
         let needs = host::needs(r, self.host.unified)?;
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
-        let rules = devices::plan(r.devices().as_deref().unwrap_or_default())?;
-        if self.host.unified {
-            // libcgroups enforces v2 device rules with eBPF only in its cgroupsv2_devices
-            // build, which hako does not use.
-            tracing::warn!("linux.resources.devices: not enforced on this cgroup v2 host");
-        }
-        let devs = only(|p| p.set_devices(Some(devices::as_spec(&rules))));
-        self.apply_part("linux.resources.devices", &devs)?;
+        self.apply_devices(r)?;
         self.apply_live(r)?;
         self.apply_parts([
             (
@@ -242,23 +276,78 @@ impl Cgroup {
         self.apply_extra(r)
     }
 
-    /// Applies the keys `hako update` changes on a live container (not the device rules).
+    /// Applies the keys `hako update` changes on a live container. On v2 the device program is
+    /// replaced too (as runc does; the swap has no moment without rules); on v1 the device
+    /// rules stay as they are, since rewriting them would deny every device for a moment.
     pub fn update(&self, r: &LinuxResources) -> Result<()> {
         let needs = host::needs(r, self.host.unified)?;
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
+        if self.host.unified {
+            self.apply_devices(r)?;
+        }
         self.apply_live(&update::live_subset(r))
     }
 
+    /// The device rules: v1 through libcgroups (devices.allow/deny), v2 as a BPF program —
+    /// with the systemd driver too, on the scope's directory (libcgroups sets no DeviceAllow, so
+    /// systemd would leave every device open).
+    fn apply_devices(&self, r: &LinuxResources) -> Result<()> {
+        let rules = devices::plan(r.devices().as_deref().unwrap_or_default())?;
+        let dir = if self.systemd {
+            systemd_dir(&self.path).map(|rel| Path::new(host::CGROUP_ROOT).join(rel))
+        } else {
+            self.dir("devices")
+        };
+        match dir {
+            Some(dir) if self.host.unified => device_bpf::apply(&dir, &rules),
+            _ => {
+                let devs = only(|p| p.set_devices(Some(devices::as_spec(&rules))));
+                self.apply_part("linux.resources.devices", &devs)
+            }
+        }
+    }
+
     fn apply_live(&self, r: &LinuxResources) -> Result<()> {
+        // libcgroups 0.7 converts a v2 blockIO.weight in u16 arithmetic, which overflows for
+        // weights above 16: hako writes that one itself.
+        let mut block_io = r.block_io().clone();
+        let v2_weight = match block_io.as_mut() {
+            Some(b) if self.host.unified && !self.systemd => b.weight().inspect(|_| {
+                b.set_weight(None);
+            }),
+            _ => None,
+        };
         self.apply_parts([
             ("memory", only(|p| p.set_memory(*r.memory()))),
             ("cpu", only(|p| p.set_cpu(r.cpu().clone()))),
             ("pids", only(|p| p.set_pids(*r.pids()))),
-            ("blockIO", only(|p| p.set_block_io(r.block_io().clone()))),
+            ("blockIO", only(|p| p.set_block_io(block_io))),
             ("unified", only(|p| p.set_unified(r.unified().clone()))),
         ])?;
+        if let Some(w) = v2_weight {
+            self.apply_io_weight(w)?;
+        }
         self.check_kernel_memory(r);
         Ok(())
+    }
+
+    /// blockIO.weight on v2, as runc writes it: as it is to io.bfq.weight where the BFQ
+    /// scheduler offers it, else scaled to io.weight's range.
+    fn apply_io_weight(&self, weight: u16) -> Result<()> {
+        let dir = self.dir("io").unwrap_or_default();
+        let bfq = dir.join("io.bfq.weight");
+        let (file, value) = if bfq.exists() {
+            (bfq, weight.to_string())
+        } else {
+            let io = extra::io_weight_from_blkio(weight);
+            (dir.join("io.weight"), format!("default {io}"))
+        };
+        std::fs::write(&file, &value).map_err(|e| {
+            anyhow!(
+                "config.json: linux.resources.blockIO.weight: write {value:?} to {}: {e}",
+                file.display()
+            )
+        })
     }
 
     /// Applies each non-empty part on its own, so that an error names its key.
@@ -396,6 +485,15 @@ mod tests {
             join_relative(Path::new("/"), Path::new("../../x/./y"), true),
             PathBuf::from("/x/y")
         );
+        // `..` never climbs out of the base, nor leaves a directory it named on the way.
+        assert_eq!(
+            join_relative(own, Path::new("../../../escape"), false),
+            PathBuf::from("/user.slice/session-1.scope/escape")
+        );
+        assert_eq!(
+            join_relative(own, Path::new("a/../b"), true),
+            PathBuf::from("/user.slice/b")
+        );
         assert_eq!(clean(Path::new("/a/../../b/")), PathBuf::from("/b"));
     }
 
@@ -413,6 +511,21 @@ mod tests {
             PathBuf::from(":hako:c1")
         );
         assert!(resolve_path(&spec, "c1", false).unwrap().ends_with("c1"));
+    }
+
+    #[test]
+    fn systemd_unit_directories() {
+        let d = |p: &str| systemd_dir(Path::new(p)).unwrap();
+        assert_eq!(d(":hako:c1"), PathBuf::from("system.slice/hako-c1.scope"));
+        assert_eq!(
+            d("machine-a-b.slice:p:n"),
+            PathBuf::from("machine.slice/machine-a.slice/machine-a-b.slice/p-n.scope")
+        );
+        assert_eq!(d("-.slice:p:n"), PathBuf::from("p-n.scope"));
+        assert_eq!(
+            d("system.slice:p:x.slice"),
+            PathBuf::from("system.slice/x.slice")
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::cgroups::{self, Cgroup};
 use crate::cli::{CreateArgs, Global};
 use crate::container::{self, Container, Record, Status};
 use crate::hooks::{self, Kind};
+use crate::launch::plan::{self, ContainerPlan, ProcessPlan};
 use crate::launch::{self, Handshake, InitConfig};
 use crate::linux::seccomp::{self, Listener, SeccompPlan};
 use crate::linux::{capabilities, lsm, namespaces, netdev};
@@ -25,6 +26,11 @@ pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
 /// socket to use instead of `--console-socket` (`run` relays the terminal itself).
 pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Result<Container> {
     container::validate_id(&args.id)?;
+    let listen_fds = listen_fds(
+        std::env::var("LISTEN_FDS").ok(),
+        std::env::var("LISTEN_PID").ok(),
+    );
+    let fds = passed_fds(args.preserve_fds, listen_fds, nr_open())?;
     let b = bundle::load(&args.bundle)?;
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
@@ -38,33 +44,26 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     if !ns.has_mount_ns && b.spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
         tracing::warn!("config.json: no mount namespace: mounts[] are not applied (they would change the host's mounts)");
     }
-    // Compiled and checked against the kernel before anything is made.
-    let seccomp = match b.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => {
-            let plan = seccomp::compile(s)?;
-            seccomp::check_kernel(&plan)?;
-            trace::phase("seccomp profile compiled");
-            Some(plan)
-        }
-        None => None,
-    };
-    let caps = capabilities::plan(
+    // Everything the init will do is planned and checked before anything is made.
+    let mut extra_env = Vec::new();
+    if listen_fds > 0 {
+        extra_env.push(format!("LISTEN_FDS={listen_fds}"));
+        extra_env.push("LISTEN_PID=1".to_string());
+    }
+    let process = plan::process(
         b.spec
             .process()
             .as_ref()
-            .and_then(|p| p.capabilities().as_ref()),
-        &capabilities::supported(),
-    )
-    .context("config.json: process.capabilities")?;
-    capabilities::check_within(&caps, &capabilities::own_bounding()?)?;
+            .context("config.json: process: missing")?,
+        b.spec.linux().as_ref(),
+        &extra_env,
+        &capabilities::own_bounding()?,
+    )?;
+    let container = plan::container(&b.spec, ns.has_mount_ns)?;
+    trace::phase("process and container planned");
     let joins = namespaces::open_joins(&ns.joins)?;
-    debug_plan(&b, &ns, &caps, seccomp.as_ref(), &netdevs);
-    let terminal = b
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
+    debug_plan(&b, &ns, &process.caps, process.seccomp.as_ref(), &netdevs);
+    let terminal = process.terminal;
     let console_socket = match (&args.console_socket, own_console) {
         _ if !terminal => None,
         (Some(path), _) => Some(OwnedFd::from(
@@ -103,11 +102,12 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     trace::phase("container record reserved");
     let mut hooks_began = false;
     let parts = InitParts {
+        fds,
         ns,
         joins,
         console_socket,
-        seccomp,
-        caps,
+        process,
+        container,
         cgroup,
         netdevs,
     };
@@ -178,11 +178,13 @@ fn debug_plan(
 
 /// What was checked and opened before the record was made, for the init.
 struct InitParts {
+    /// How many fds from 3 up pass into the container (--preserve-fds and LISTEN_FDS).
+    fds: u32,
     ns: namespaces::NamespacePlan,
     joins: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     console_socket: Option<OwnedFd>,
-    seccomp: Option<SeccompPlan>,
-    caps: capabilities::CapsPlan,
+    process: ProcessPlan,
+    container: ContainerPlan,
     cgroup: Cgroup,
     netdevs: Vec<netdev::NetDevPlan>,
 }
@@ -208,15 +210,7 @@ fn build(
     );
     nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
         .with_context(|| format!("chown {}", fifo.display()))?;
-    let listen_fds: u32 = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut extra_env = Vec::new();
-    if listen_fds > 0 {
-        extra_env.push(format!("LISTEN_FDS={listen_fds}"));
-        extra_env.push("LISTEN_PID=1".to_string());
-    }
+    container::mark_fifo_waiting(&fifo)?;
     let cgroup = &parts.cgroup;
     let cfg = InitConfig {
         spec: &b.spec,
@@ -225,14 +219,13 @@ fn build(
         joins: parts.joins,
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
-        preserve_fds: args.preserve_fds + listen_fds,
-        extra_env,
+        preserve_fds: parts.fds,
         console_socket: parts.console_socket,
         exec_fifo: launch::open_fifo_path(&fifo)?,
         idmaps: idmapped_mounts(&b.spec)?,
         record: c.record.clone(),
-        seccomp: parts.seccomp,
-        caps: parts.caps,
+        process: parts.process,
+        container: parts.container,
     };
     let mut parent = Parent {
         c,
@@ -324,16 +317,111 @@ fn host_id_of_root(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> u32 {
         .unwrap_or(0)
 }
 
-/// Writes the pid file atomically, as runc does.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+/// The socket-activation fds (3 .. 3+LISTEN_FDS) handed to the container: only those systemd
+/// meant for this very process (LISTEN_PID is hako's pid); a stray environment inherited from
+/// elsewhere must not pass whatever fds happen to be open into the container.
+fn listen_fds(fds: Option<String>, pid: Option<String>) -> u32 {
+    let ours = pid.and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    match fds.and_then(|n| n.parse().ok()) {
+        Some(n) if ours => n,
+        _ => 0,
+    }
+}
+
+/// The number of fds passed into the container: no fd can be numbered at or above fs.nr_open,
+/// so more is a mistake (and would size the init's list of fds to keep).
+fn passed_fds(preserve: u32, listen: u32, nr_open: u32) -> Result<u32> {
+    let n = u64::from(preserve) + u64::from(listen);
+    if 3 + n > u64::from(nr_open) {
+        let with = match listen {
+            0 => String::new(),
+            l => format!(" and LISTEN_FDS {l}"),
+        };
+        bail!(
+            "--preserve-fds {preserve}{with}: fd {} is past the kernel's limit (fs.nr_open {nr_open})",
+            2 + n
+        );
+    }
+    Ok(n as u32)
+}
+
+/// The kernel's highest fd number + 1 (fs.nr_open; 1048576 unless raised).
+fn nr_open() -> u32 {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20)
+}
+
+/// Writes the pid file atomically, as runc does: a temporary file next to it, created with
+/// O_EXCL|O_NOFOLLOW so that a symlink or file planted at that name is refused rather than
+/// written through, then renamed over the pid file (rename replaces, it never follows).
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path =
         std::path::absolute(path).with_context(|| format!("--pid-file {}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
-    std::fs::write(&tmp, pid.to_string())
-        .with_context(|| format!("--pid-file {}", tmp.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("pid");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o644)
+        .open(&tmp)
+        .with_context(|| format!("--pid-file: {}", tmp.display()))?;
+    if let Err(e) = f
+        .write_all(pid.to_string().as_bytes())
+        .and_then(|()| f.sync_all())
+    {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("--pid-file: {}: {e}", tmp.display());
+    }
     std::fs::rename(&tmp, &path).with_context(|| format!("--pid-file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passed_fds_bounded_by_nr_open() {
+        assert_eq!(passed_fds(2, 1, 1 << 20).unwrap(), 3);
+        assert_eq!(passed_fds(1024 - 3, 0, 1024).unwrap(), 1021);
+        assert!(passed_fds(1024 - 2, 0, 1024).is_err());
+        let err = passed_fds(u32::MAX, 1, 1 << 20).unwrap_err().to_string();
+        assert!(err.starts_with("--preserve-fds 4294967295 "), "{err}");
+    }
+
+    #[test]
+    fn listen_fds_only_for_our_own_pid() {
+        let me = Some(std::process::id().to_string());
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(listen_fds(s("2"), me.clone()), 2);
+        assert_eq!(listen_fds(s("2"), s("1")), 0);
+        assert_eq!(listen_fds(s("2"), None), 0);
+        assert_eq!(listen_fds(s("x"), me.clone()), 0);
+        assert_eq!(listen_fds(None, me), 0);
+    }
+
+    #[test]
+    fn pid_file_refuses_a_planted_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(".pid.tmp")).unwrap();
+        let err = write_pid_file(&dir.path().join("pid"), 42).unwrap_err();
+        assert!(err.to_string().contains(".pid.tmp"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!dir.path().join("pid").exists());
+
+        std::fs::remove_file(dir.path().join(".pid.tmp")).unwrap();
+        write_pid_file(&dir.path().join("pid"), 42).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("pid")).unwrap(),
+            "42"
+        );
+        assert!(!dir.path().join(".pid.tmp").exists());
+    }
 }

@@ -60,11 +60,12 @@ pub fn destroy(c: &Container, poststop: bool) {
     if container::process_alive(r.pid, r.pid_start_time) {
         let _ = kill(Pid::from_raw(r.pid), Signal::SIGKILL);
     }
-    // Without a pid namespace of its own, the container's other processes outlive its init.
+    // Without a pid namespace of its own, the container's other processes outlive its init:
+    // killed frozen, like `kill --all`, so that a fork loop cannot outrun it.
     if !r.own_pid_ns {
         if let Some(cg) = &cgroup {
-            for pid in cg.pids().unwrap_or_default() {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            if let Err(e) = super::kill::signal_all(cg, libc::SIGKILL, false) {
+                tracing::warn!("{e:#}");
             }
         }
     }

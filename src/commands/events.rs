@@ -91,7 +91,11 @@ fn parse_duration(s: &str) -> Result<Duration> {
         "h" => n * 3600.0,
         _ => bail!("--interval: {s:?}: not a positive duration (e.g. 5s, 500ms)"),
     };
-    Ok(Duration::from_secs_f64(secs))
+    // Between a millisecond (no busy loop) and ten years (a deadline the clock can hold).
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d >= Duration::from_millis(1) && d.as_secs() <= 10 * 365 * 86400 => Ok(d),
+        _ => bail!("--interval: {s:?}: must be between 1ms and 10 years"),
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +105,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        for bad in ["99999999999999999999999h", "0.0000001ms", "1e400"] {
+            let err = parse_duration(bad).unwrap_err().to_string();
+            assert!(err.starts_with("--interval: "), "{err}");
+        }
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));

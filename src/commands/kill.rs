@@ -39,27 +39,50 @@ fn send(pid: i32, sig: i32) -> Result<()> {
     Ok(())
 }
 
+/// runc's text for signalling a container whose init is gone; containerd's shim matches it.
+const NOT_RUNNING: &str = "container not running";
+
 pub fn run(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {
     let sig = parse_signal(signal)?;
     let c = Container::read(&g.root, id)?;
     let status = c.status();
-    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
-        bail!("cannot kill container {id:?}: it is {status}");
-    }
     let r = &c.record;
-    let cg = || Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id);
     if all {
-        for pid in cg()?.pids()? {
-            let _ = send(pid, sig);
-        }
-    } else {
-        send(r.pid, sig)?;
+        // Also on a stopped container: without a pid namespace of its own, processes the init
+        // left behind are still in its cgroup (runc allows it too).
+        let cg = Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?;
+        return signal_all(&cg, sig, status == Status::Paused);
     }
+    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
+        bail!("{NOT_RUNNING}");
+    }
+    send(r.pid, sig)?;
     // A frozen process dies only once thawed (runc thaws a paused container it SIGKILLs).
     if status == Status::Paused && sig == libc::SIGKILL {
-        cg()?.freeze(false)?;
+        Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?.freeze(false)?;
     }
     Ok(())
+}
+
+/// Signals every process of the cgroup with the cgroup frozen, so that none can fork a child
+/// the list misses (a fork loop would outrun a plain walk over cgroup.procs).
+pub fn signal_all(cg: &Cgroup, sig: i32, paused: bool) -> Result<()> {
+    // Freezing a cgroup that is gone would make its directory again.
+    if !cg.exists() {
+        return Ok(());
+    }
+    if let Err(e) = cg.freeze(true) {
+        tracing::warn!("kill --all: {e:#}: signalling without freezing");
+    }
+    let pids = cg.pids();
+    for pid in pids.iter().flatten() {
+        let _ = send(*pid, sig);
+    }
+    // A paused container stays paused, but a SIGKILL is delivered only once thawed.
+    if !paused || sig == libc::SIGKILL {
+        cg.freeze(false)?;
+    }
+    pids.map(drop)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 
 use crate::cgroups::Cgroup;
 use crate::cli::Global;
-use crate::container::{Container, Status};
+use crate::container::{self, Container, Status};
 
 pub fn run(g: &Global, id: &str) -> Result<()> {
     let mut c = Container::load(&g.root, id)?;
@@ -15,7 +15,7 @@ pub fn run(g: &Global, id: &str) -> Result<()> {
     let r = &c.record;
     Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?.freeze(false)?;
     // Back to what it was: a container paused before `start` still waits on its exec fifo.
-    c.record.status = if c.exec_fifo().exists() {
+    c.record.status = if container::fifo_waiting(&c.exec_fifo()) {
         Status::Created
     } else {
         Status::Running

@@ -47,7 +47,12 @@ pub fn start(c: &mut Container) -> Result<()> {
         super::delete::destroy(c, true);
         return Err(e);
     }
-    std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
+    match std::fs::remove_file(&fifo) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("remove {}", fifo.display()))
+        }
+        _ => {}
+    }
     tracing::debug!("start {}: process executed", c.record.id);
     c.record.status = Status::Running;
     c.save()?;
@@ -60,16 +65,23 @@ pub fn start(c: &mut Container) -> Result<()> {
 }
 
 /// Waits for the init's first byte: it has opened the fifo and goes on to startContainer hooks
-/// and execve. Watches that it is still alive meanwhile.
+/// and execve. Watches meanwhile that it is still alive and was not released by an earlier
+/// `start` that did not finish: the init stamps the fifo only after writing its byte, so once
+/// the stamp is seen, a byte meant for us is already there to read.
 fn released(c: &Container, mut f: &File) -> Result<()> {
     loop {
         let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
-        let n = poll(&mut fds, PollTimeout::from(100u16)).context("poll the exec fifo")?;
-        if n > 0 {
-            let mut buf = [0u8; 1];
-            if matches!(f.read(&mut buf), Ok(1)) {
-                return Ok(());
-            }
+        poll(&mut fds, PollTimeout::from(100u16)).context("poll the exec fifo")?;
+        let stamped = !container::fifo_waiting(&c.exec_fifo());
+        let mut buf = [0u8; 1];
+        if matches!(f.read(&mut buf), Ok(1)) {
+            return Ok(());
+        }
+        if stamped {
+            bail!(
+                "cannot start container {:?}: it has already been started",
+                c.record.id
+            );
         }
         if !container::process_alive(c.record.pid, c.record.pid_start_time) {
             bail!(

@@ -4,24 +4,20 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::os::fd::{AsRawFd, RawFd};
 
 use anyhow::{bail, Context, Result};
-use nix::fcntl::OFlag;
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::sys::stat::Mode;
 use nix::unistd::{fork, ForkResult, Gid, Uid};
 
+use super::finalize::{self, Failed};
 use super::sync::{Channel, Msg};
 use super::InitConfig;
 use crate::container::Status;
 use crate::hooks::{self, Kind};
-use crate::linux::seccomp::{self, SeccompPlan};
-use crate::linux::{
-    capabilities, console, exec, fds, lsm, namespaces, rlimits, rootfs, sched, sysctl, user,
-};
+use crate::linux::procfs::ProcFs;
+use crate::linux::{console, fds, rootfs, sched, sysctl};
 
 /// The init's entry point; never returns.
 pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
@@ -29,7 +25,7 @@ pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let msg = format!("{err:#}");
+    let msg = crate::logging::error_line(&err);
     // After `created` nobody listens on the channel: the container's stderr is what is left.
     if chan.send(&Msg::Error { msg: msg.clone() }).is_err() {
         eprintln!("hako: {msg}");
@@ -48,19 +44,18 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // signal would stay ignored across execve).
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
 
+    // The runtime's own /proc, checked, opened before any namespace or mount of the container:
+    // every /proc file the init writes or trusts goes through it (linux/procfs.rs).
+    let proc = ProcFs::open()?;
     // Close what the caller left open, but stdio, the preserved fds and the handshake's own.
     let mut keep: Vec<RawFd> = super::preserved(cfg.preserve_fds);
-    keep.extend([chan.raw_fd(), cfg.exec_fifo.as_raw_fd()]);
+    keep.extend([chan.raw_fd(), cfg.exec_fifo.as_raw_fd(), proc.raw_fd()]);
     keep.extend(cfg.console_socket.as_ref().map(|s| s.as_raw_fd()));
     keep.extend(cfg.joins.iter().map(|(fd, _)| fd.as_raw_fd()));
     keep.extend(cfg.idmaps.iter().map(|(_, fd)| fd.as_raw_fd()));
     fds::close_all_except(&keep);
 
     let spec = cfg.spec;
-    let process = spec
-        .process()
-        .as_ref()
-        .context("config.json: process: missing")?;
     let linux = spec.linux().as_ref();
 
     chan.expect(Msg::Proceed)?;
@@ -73,32 +68,18 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         chan.expect(Msg::IdMapsWritten)?;
     }
     if cfg.ns.has_user_ns {
-        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .context("become root in the user namespace (gid 0 must be mapped)")?;
-        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .context("become root in the user namespace (uid 0 must be mapped)")?;
+        become_root()?;
     }
     if !cfg.ns.unshare_flags.is_empty() {
         unshare(cfg.ns.unshare_flags)
             .with_context(|| format!("unshare {:?}", cfg.ns.unshare_flags))?;
     }
-    let offsets = namespaces::time_offsets_text(linux)?;
-    if !offsets.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", offsets)
+    if !cfg.container.time_offsets.is_empty() {
+        proc.write("self/timens_offsets", &cfg.container.time_offsets)
             .context("config.json: linux.timeOffsets")?;
     }
     if cfg.ns.fork_after {
-        // SAFETY: single-threaded; the child only continues this function.
-        match unsafe { fork() }.context("fork into the pid namespace")? {
-            ForkResult::Parent { child } => {
-                chan.send(&Msg::Pid {
-                    pid: child.as_raw(),
-                })?;
-                // SAFETY: see main(): leave without running shared cleanup.
-                unsafe { libc::_exit(0) }
-            }
-            ForkResult::Child => {}
-        }
+        fork_into_namespaces(chan)?;
     }
     if !cfg.no_new_keyring {
         join_session_keyring();
@@ -116,29 +97,18 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
             }),
         idmaps: &cfg.idmaps,
     };
-    // Opened before the root changes; close-on-exec, and the init is not dumpable meanwhile.
-    let fd_dir = nix::fcntl::open(
-        "/proc/self/fd",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .context("open /proc/self/fd")?;
-    // SAFETY: fresh fd from open(2).
-    let fd_dir = unsafe { OwnedFd::from_raw_fd(fd_dir) };
     if cfg.ns.has_mount_ns {
-        let mounts = rootfs::plan_mounts(spec)?;
-        rootfs::prepare(spec, &mounts, &opts)?;
+        rootfs::prepare(spec, &cfg.container.mounts, &cfg.container.devices, &opts)?;
     }
     // The runtime's hooks see the mounts made; the old root is still reachable for theirs.
     chan.send(&Msg::RootfsReady)?;
     chan.expect(Msg::Go)?;
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
-    env.extend(cfg.extra_env.iter().cloned());
+    let env = &cfg.process.env;
     hooks::run_all(
         spec,
         Kind::CreateContainer,
         &own_state(cfg, Status::Creating),
-        Some(&env),
+        Some(env),
     )?;
     if cfg.ns.has_mount_ns {
         rootfs::enter(&opts)?;
@@ -147,27 +117,15 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     }
 
     // The terminal is opened inside the container's devpts.
-    if process.terminal().unwrap_or(false) {
+    if cfg.process.terminal {
         let Some(sock) = &cfg.console_socket else {
             bail!("config.json: process.terminal is true but no --console-socket was given");
         };
-        let size = process
-            .console_size()
-            .as_ref()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        let slave = console::setup(sock.as_raw_fd(), size)?;
+        let slave = console::setup(sock.as_raw_fd(), cfg.process.console_size)?;
         console::bind_dev_console(&slave)?;
     }
-    let has_ns = |name: &str| {
-        linux
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|list| list.iter().any(|n| n.typ().to_string() == name))
-    };
     // Before readonlyPaths, which usually include /proc/sys.
-    sysctl::apply(&sysctl::plan(
-        linux.and_then(|l| l.sysctl().as_ref()),
-        has_ns,
-    )?)?;
+    sysctl::apply(&proc, &cfg.container.sysctl)?;
     if cfg.ns.has_mount_ns {
         rootfs::finish(spec)?;
     }
@@ -184,77 +142,16 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         }
         set_domainname(d)?;
     }
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .context("config.json: process.oomScoreAdj")?;
-    }
-    rlimits::apply(&rlimits::plan(
-        process.rlimits().as_deref().unwrap_or_default(),
-    )?)?;
-    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
-        sched::apply_personality(sched::plan_personality(p)?)?;
-    }
-    if let Some(s) = process.scheduler() {
-        sched::apply_scheduler(&sched::plan_scheduler(s))?;
-    }
-    if let Some(p) = process.io_priority() {
-        sched::apply_io_priority(sched::plan_io_priority(p)?)?;
-    }
-    if let Some(a) = process.exec_cpu_affinity() {
-        if let Some(cpus) = sched::plan_affinity(a)? {
-            sched::apply_affinity(&cpus)?;
-        }
+    if let Some(p) = cfg.container.personality {
+        sched::apply_personality(p)?;
     }
 
-    // Environment and program, resolved in the container's root.
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", home_of(process.user().uid())));
-    }
-    let cwd = process.cwd();
-    std::fs::create_dir_all(cwd)
-        .with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
-    nix::unistd::chdir(cwd)
-        .with_context(|| format!("config.json: process.cwd: {}", cwd.display()))?;
-    let args = process.args().clone().unwrap_or_default();
-    // A missing program is reported when the container starts (exit 127, like a shell), so
-    // that `create` of such a bundle still follows the lifecycle.
-    let program =
-        exec::find_program(&args[0], &env).and_then(|path| exec::Program::new(&path, &args, &env));
-
-    // When the seccomp filter goes in (runc's order). Without no_new_privs the kernel wants
-    // CAP_SYS_ADMIN for it, so it goes in before the switch of user; with a notify listener,
-    // before `created` (the agent has the fd when create returns); else as the very last
-    // step, so that hako itself makes no syscall under it but execve.
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    let (early, before_created, last) = match &cfg.seccomp {
-        Some(p) if !nnp => (Some(p), None, None),
-        Some(p) if p.listener.is_some() => (None, Some(p), None),
-        p => (None, None, p.as_ref()),
-    };
-
-    // Identity and privileges: bounding set while still root, then user, then the other sets.
-    let caps = &cfg.caps;
-    capabilities::apply_bounding(caps)?;
-    if let Some(plan) = early {
-        install_seccomp(plan, chan)?;
-    }
-    user::keep_caps(true)?;
-    user::switch(process.user(), may_setgroups())?;
-    user::keep_caps(false)?;
-    capabilities::apply_sets(caps)?;
-    user::set_umask(process.user());
-    if nnp {
-        nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
-    }
-    if let Some(plan) = before_created {
-        install_seccomp(plan, chan)?;
-    }
-
-    // Nothing of the caller's reaches the program but stdio and the preserved fds.
-    fds::cloexec_from(3 + cfg.preserve_fds);
-    lsm::apply_exec_labels(spec)?;
+    let ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, true)?;
     chan.send(&Msg::Created)?;
-    let start = wait_for_start(&fd_dir, cfg.exec_fifo.as_raw_fd())?;
+    let start = wait_for_start(&proc, cfg.exec_fifo.as_raw_fd())?;
+    // The runtime's /proc is a way out of the container (its fd/N, its pids' roots): closed
+    // before anything the container controls is looked up again (hooks, execve, interpreters).
+    drop(proc);
     // `hako start` reads the fifo until it closes, at execve (close-on-exec) or at our exit:
     // what it finds there is why the program did not run.
     let fail = |err: anyhow::Error| -> ! {
@@ -263,50 +160,67 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         unsafe { libc::_exit(1) }
     };
     let own = own_state(cfg, Status::Created);
-    if let Err(err) = hooks::run_all(spec, Kind::StartContainer, &own, Some(&env)) {
+    if let Err(err) = hooks::run_all(spec, Kind::StartContainer, &own, Some(env)) {
         fail(err);
     }
-    if let Some(plan) = last {
-        if let Err(err) = seccomp::install(plan) {
-            fail(err);
+    match ready.exec() {
+        Failed::Setup(err) => fail(err),
+        // A program that cannot run is the container's failure, not the runtime's (exit 127
+        // like a shell): the container's stderr says why.
+        Failed::Program(err) => {
+            eprintln!("hako: {err:#}");
+            // SAFETY: see main().
+            unsafe { libc::_exit(127) }
         }
     }
-    let err = match program {
-        Ok(program) => program.exec(),
-        Err(e) => e,
-    };
-    // A program that cannot run is the container's failure, not the runtime's (exit 127 like a
-    // shell): the container's stderr says why.
-    eprintln!("hako: {err:#}");
-    // SAFETY: see main().
-    unsafe { libc::_exit(127) }
 }
 
-/// Installs the filter; a notify fd goes straight to the parent, which hands it to the agent.
-fn install_seccomp(plan: &SeccompPlan, chan: &Channel) -> Result<()> {
-    // Encoded first: between the install and the send nothing may allocate or make another
-    // syscall, which the filter could hand to an agent that has no fd yet.
-    let msg = Channel::encode(&Msg::SeccompListener)?;
-    if let Some(fd) = seccomp::install(plan)? {
-        chan.send_with_fd(&msg, fd.as_fd())?;
-    }
+/// Root in the user namespace just entered (its ids 0 must be mapped).
+pub(super) fn become_root() -> Result<()> {
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .context("become root in the user namespace (gid 0 must be mapped)")?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .context("become root in the user namespace (uid 0 must be mapped)")?;
     Ok(())
 }
 
+/// A pid or time namespace entered by setns/unshare holds only children: fork, report the
+/// child's pid (host view) and let this process go.
+pub(super) fn fork_into_namespaces(chan: &Channel) -> Result<()> {
+    // SAFETY: single-threaded; the child only continues its caller.
+    match unsafe { fork() }.context("fork into the pid namespace")? {
+        ForkResult::Parent { child } => {
+            chan.send(&Msg::Pid {
+                pid: child.as_raw(),
+            })?;
+            // SAFETY: see main(): leave without running shared cleanup.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Child => Ok(()),
+    }
+}
+
 /// Blocks until `hako start` opens the fifo for reading; returns the open write end. The fifo's
-/// O_PATH fd is reopened through /proc/self/fd as the runtime saw it before pivot_root, so the
-/// container needs no /proc of its own.
-fn wait_for_start(fd_dir: &OwnedFd, fifo: RawFd) -> Result<File> {
-    let fd = nix::fcntl::openat(
-        Some(fd_dir.as_raw_fd()),
-        Path::new(&fifo.to_string()),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
+/// O_PATH fd is reopened through the procfs handle, so the container needs no /proc of its own.
+/// Released, the init writes its byte, then stamps the fifo's mtime (create set it to 0): from
+/// then on every `hako start` sees the container as started, even if the one that released it
+/// was killed.
+fn wait_for_start(proc: &ProcFs, fifo: RawFd) -> Result<File> {
+    let f = proc
+        .reopen(fifo, libc::O_WRONLY)
+        .context("open the exec fifo")?;
+    // The `start` that released us may be gone already: EPIPE, not a fatal SIGPIPE.
+    // SAFETY: changing a signal disposition; no handler function is involved.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.context("ignore SIGPIPE")?;
+    let _ = (&f).write_all(b"0");
+    // SAFETY: as above; the default again, as the program must inherit it.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
+    nix::sys::stat::futimens(
+        f.as_raw_fd(),
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
     )
-    .context("open the exec fifo")?;
-    // SAFETY: fresh fd from openat(2).
-    let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    (&f).write_all(b"0").context("write the exec fifo")?;
+    .context("mark the exec fifo released")?;
     Ok(f)
 }
 
@@ -316,24 +230,6 @@ fn own_state(cfg: &InitConfig, status: Status) -> String {
     let mut record = cfg.record.clone();
     record.pid = nix::unistd::getpid().as_raw();
     record.state_json(status)
-}
-
-/// Whether setgroups(2) is allowed (not denied in this user namespace).
-fn may_setgroups() -> bool {
-    std::fs::read_to_string("/proc/self/setgroups")
-        .map(|s| s.trim() != "deny")
-        .unwrap_or(true)
-}
-
-/// The home directory of `uid` in the container's /etc/passwd, else "/".
-fn home_of(uid: u32) -> String {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 6 && f[2] == uid.to_string())
-        .map(|f| f[5].to_string())
-        .unwrap_or_else(|| "/".to_string())
 }
 
 fn set_domainname(name: &str) -> Result<()> {

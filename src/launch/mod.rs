@@ -1,7 +1,10 @@
-//! Making the container's init: the parent side. clone(2) with the new namespaces (no re-exec
+//! Making the container's init: the parent side. clone(2) with the new namespaces (no exec
 //! of hako), then drive the handshake: cgroup, id maps, prestart/createRuntime hooks, `created`.
 
+pub mod exec;
+pub mod finalize;
 pub mod init;
+pub mod plan;
 pub mod sync;
 
 use std::os::fd::{OwnedFd, RawFd};
@@ -16,7 +19,8 @@ use oci_spec::runtime::Spec;
 
 use crate::container::Record;
 use crate::linux::namespaces::{self, NamespacePlan};
-use crate::linux::seccomp::{Listener, SeccompPlan};
+use crate::linux::seccomp::Listener;
+use plan::{ContainerPlan, ProcessPlan};
 use sync::{Channel, Msg};
 
 /// Everything the init needs, prepared by the parent before clone (the init's copy of memory
@@ -31,8 +35,6 @@ pub struct InitConfig<'a> {
     pub no_new_keyring: bool,
     /// fds 3..3+preserve_fds pass into the container.
     pub preserve_fds: u32,
-    /// Extra environment (LISTEN_FDS for socket activation).
-    pub extra_env: Vec<String>,
     pub console_socket: Option<OwnedFd>,
     /// O_PATH fd of `<root>/<id>/exec.fifo`.
     pub exec_fifo: OwnedFd,
@@ -40,10 +42,10 @@ pub struct InitConfig<'a> {
     pub idmaps: Vec<(usize, OwnedFd)>,
     /// The container's record (pid not yet known): the state the init's own hooks get.
     pub record: Record,
-    /// The compiled `linux.seccomp`, installed by the init.
-    pub seccomp: Option<SeccompPlan>,
-    /// The five capability sets.
-    pub caps: crate::linux::capabilities::CapsPlan,
+    /// The process's settings, the seccomp program and capability sets included.
+    pub process: ProcessPlan,
+    /// Mounts, sysctls, clocks, personality.
+    pub container: ContainerPlan,
 }
 
 /// What the parent does at the handshake's points.
@@ -153,7 +155,11 @@ fn drive(
                 chan.send(&Msg::Go)?;
             }
             Some(Msg::SeccompListener) => {
-                let listener = cfg.seccomp.as_ref().and_then(|p| p.listener.as_ref());
+                let listener = cfg
+                    .process
+                    .seccomp
+                    .as_ref()
+                    .and_then(|p| p.listener.as_ref());
                 let (Some(listener), Some(fd)) = (listener, fd) else {
                     bail!("container init: seccomp listener message without a listener or fd");
                 };

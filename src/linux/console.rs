@@ -4,13 +4,12 @@
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use nix::fcntl::OFlag;
-use nix::mount::{mount, MsFlags};
-use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::pty::{grantpt, posix_openpt, unlockpt};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::stat::Mode;
 
 /// Sends `fd` over the unix socket `socket` with `name` as the payload (runc's format).
 pub fn send_fd(socket: RawFd, name: &str, fd: RawFd) -> Result<()> {
@@ -23,20 +22,26 @@ pub fn send_fd(socket: RawFd, name: &str, fd: RawFd) -> Result<()> {
 }
 
 /// Opens a pty, sends its master to `socket`, and makes the slave this process's controlling
-/// terminal and stdin/stdout/stderr. Returns the slave's path.
-pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<String> {
+/// terminal and stdin/stdout/stderr. Returns the slave.
+pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<OwnedFd> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context("open /dev/ptmx")?;
     grantpt(&master).context("grantpt")?;
     unlockpt(&master).context("unlockpt")?;
-    let slave_path = ptsname_r(&master).context("ptsname")?;
-    let slave = nix::fcntl::open(
-        Path::new(&slave_path),
-        OFlag::O_RDWR | OFlag::O_NOCTTY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .with_context(|| format!("open {slave_path}"))?;
-    // SAFETY: fresh fd from open(2).
+    // The slave from the master itself (TIOCGPTPEER), not reopened by a path under /dev/pts
+    // that the rootfs could redirect (CVE-2025-52565).
+    // SAFETY: TIOCGPTPEER takes open(2) flags and returns a new fd or -1.
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(std::io::Error::last_os_error()).context("open the pty slave (TIOCGPTPEER)");
+    }
+    // SAFETY: fresh fd from the ioctl.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     if let Some((rows, cols)) = size {
         let ws = libc::winsize {
@@ -48,6 +53,13 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<String> {
         // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
         unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
+    // Output as the program wrote it: no \r added before each \n (runc clears ONLCR too).
+    let mut attrs = nix::sys::termios::tcgetattr(&slave).context("tcgetattr on the pty")?;
+    attrs
+        .output_flags
+        .remove(nix::sys::termios::OutputFlags::ONLCR);
+    nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &attrs)
+        .context("clear ONLCR on the pty")?;
     send_fd(socket, "/dev/ptmx", master.as_raw_fd())?;
     nix::unistd::setsid().context("setsid")?;
     // SAFETY: TIOCSCTTY takes an int argument; slave is an open tty.
@@ -58,24 +70,52 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<String> {
     for target in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), target).context("dup2 pty slave")?;
     }
-    Ok(slave_path)
+    Ok(slave)
 }
 
-/// Binds the pty slave over /dev/console (after pivot_root).
-pub fn bind_dev_console(slave_path: &str) -> Result<()> {
-    let console = Path::new("/dev/console");
-    if !console.exists() {
-        std::fs::File::create(console).context("create /dev/console")?;
-    }
-    mount(
-        Some(slave_path),
-        console,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
+/// Binds the pty slave (the fd itself) over /dev/console (after pivot_root). /dev/console must
+/// be a file or device of the container's /dev, never a symlink to elsewhere.
+pub fn bind_dev_console(slave: &OwnedFd) -> Result<()> {
+    let dev = nix::fcntl::open(
+        "/dev",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
     )
-    .context("bind the pty over /dev/console")?;
-    Ok(())
+    .context("open /dev")?;
+    // SAFETY: fresh fd from open(2).
+    let dev = unsafe { OwnedFd::from_raw_fd(dev) };
+    // O_NOFOLLOW with O_PATH opens a symlink itself, which the type check below refuses.
+    let open = || {
+        nix::fcntl::openat(
+            Some(dev.as_raw_fd()),
+            "console",
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let target = match open() {
+        Err(nix::errno::Errno::ENOENT) => {
+            let made = nix::fcntl::openat(
+                Some(dev.as_raw_fd()),
+                "console",
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
+                Mode::from_bits_truncate(0o600),
+            )
+            .context("create /dev/console")?;
+            nix::unistd::close(made).context("create /dev/console")?;
+            open()
+        }
+        other => other,
+    }
+    .context("/dev/console")?;
+    // SAFETY: fresh fd from openat(2).
+    let target = unsafe { OwnedFd::from_raw_fd(target) };
+    let st = nix::sys::stat::fstat(target.as_raw_fd()).context("/dev/console")?;
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFREG && kind != libc::S_IFCHR {
+        anyhow::bail!("/dev/console is not a file or a device: refusing to bind the pty over it");
+    }
+    super::mounts::bind_fd(slave, &target).context("bind the pty over /dev/console")
 }
 
 /// Receives one fd sent with SCM_RIGHTS (the pty master, for `run` with a terminal).

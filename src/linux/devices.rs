@@ -1,16 +1,18 @@
 //! /dev: the default devices and symlinks every container gets, and `linux.devices`, made with
 //! mknod(2) or, inside a user namespace where mknod is refused, bound from the host.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use nix::mount::{mount, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::fcntl::OFlag;
+use nix::sys::stat::{makedev, Mode, SFlag};
+use nix::unistd::UnlinkatFlags;
 use oci_spec::runtime::{LinuxDeviceType, Spec};
 
-use super::mounts::{create_in_root, fd_path, open_in_root};
+use super::mounts::{create_in_root, fd_path};
 
 /// A device node to create: path inside the container, kind, numbers, mode and owner.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,32 +101,53 @@ fn make_node(root: &OwnedFd, node: &DeviceNode, in_userns: bool) -> Result<()> {
     let parent = rel.parent().unwrap_or(Path::new(""));
     let dir = create_in_root(root, parent, false)?;
     let name = rel.file_name().context("device path has no name")?;
-    let at = fd_path(&dir).join(name);
-    let _ = std::fs::remove_file(&at);
+    // Everything by fd, relative to `dir`: a symlink swapped in at `name` meanwhile (a /dev
+    // shared with another writer) is neither followed nor changed (O_NOFOLLOW, then the node's
+    // own fd for chmod/chown).
+    let _ = nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir);
+    let open_node = || -> Result<OwnedFd> {
+        let fd = nix::fcntl::openat(
+            Some(dir.as_raw_fd()),
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        // SAFETY: fresh fd from openat(2).
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
     if in_userns && node.kind != SFlag::S_IFIFO {
         // mknod is refused in a user namespace: bind the host's node instead.
-        std::fs::File::create(&at)?;
-        let file = open_in_root(root, &rel)?;
-        mount(
-            Some(&node.path),
-            &fd_path(&file),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .with_context(|| format!("bind {} from the host", node.path.display()))?;
-        return Ok(());
+        let made = nix::fcntl::openat(
+            Some(dir.as_raw_fd()),
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )?;
+        nix::unistd::close(made)?;
+        let host = std::ffi::CString::new(node.path.as_os_str().as_bytes())?;
+        let tree = super::mounts::clone_tree(libc::AT_FDCWD, &host, 0)
+            .with_context(|| format!("bind {} from the host", node.path.display()))?;
+        return super::mounts::attach_tree(&tree, &open_node()?)
+            .with_context(|| format!("bind {} from the host", node.path.display()));
     }
-    mknod(
-        &at,
+    nix::sys::stat::mknodat(
+        Some(dir.as_raw_fd()),
+        name,
         node.kind,
         Mode::from_bits_truncate(node.mode),
         makedev(node.major, node.minor),
     )
     .with_context(|| format!("mknod {}", node.path.display()))?;
-    // mknod applies the umask: set the mode exactly.
-    std::fs::set_permissions(&at, std::fs::Permissions::from_mode(node.mode))?;
-    nix::unistd::chown(&at, Some(node.uid.into()), Some(node.gid.into()))
+    let fd = open_node()?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != node.kind.bits()
+        || st.st_rdev != makedev(node.major, node.minor)
+    {
+        bail!("{}: replaced while it was made", node.path.display());
+    }
+    // mknod applies the umask: set the mode exactly, on the node itself (its fd's magic link).
+    std::fs::set_permissions(fd_path(&fd), std::fs::Permissions::from_mode(node.mode))?;
+    nix::unistd::chown(&fd_path(&fd), Some(node.uid.into()), Some(node.gid.into()))
         .with_context(|| format!("chown {}", node.path.display()))?;
     Ok(())
 }
@@ -151,8 +174,8 @@ pub fn populate_default(root: &OwnedFd, in_userns: bool) -> Result<()> {
 }
 
 /// `linux.devices` in the container.
-pub fn create_configured(root: &OwnedFd, spec: &Spec, in_userns: bool) -> Result<()> {
-    for (i, node) in configured_nodes(spec)?.iter().enumerate() {
+pub fn create_configured(root: &OwnedFd, nodes: &[DeviceNode], in_userns: bool) -> Result<()> {
+    for (i, node) in nodes.iter().enumerate() {
         make_node(root, node, in_userns)
             .with_context(|| format!("config.json: linux.devices[{i}]: {}", node.path.display()))?;
     }

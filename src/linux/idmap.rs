@@ -3,7 +3,7 @@
 //! that idmap (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount).
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -72,9 +72,6 @@ fn check(rc: libc::c_long, what: &str) -> Result<libc::c_long> {
 
 /// Binds `source` on the directory or file `target` refers to, with the idmap of `userns`.
 pub fn bind(source: &Path, target: &OwnedFd, userns: &OwnedFd, recursive: bool) -> Result<()> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
     let src = CString::new(source.as_os_str().as_bytes())?;
     let rec = if recursive {
@@ -82,20 +79,7 @@ pub fn bind(source: &Path, target: &OwnedFd, userns: &OwnedFd, recursive: bool) 
     } else {
         0
     };
-    // SAFETY: src is a valid C string; the flags ask for a detached clone of the tree.
-    let tree = check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_open_tree,
-                libc::AT_FDCWD,
-                src.as_ptr(),
-                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | rec,
-            )
-        },
-        "open_tree",
-    )?;
-    // SAFETY: the kernel returned a new fd.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let tree = super::mounts::clone_tree(libc::AT_FDCWD, &src, rec)?;
     let attr = [MOUNT_ATTR_IDMAP, 0, 0, userns.as_raw_fd() as u64];
     // SAFETY: attr has the layout of struct mount_attr (four u64s); "" with AT_EMPTY_PATH acts
     // on the tree fd.
@@ -112,19 +96,6 @@ pub fn bind(source: &Path, target: &OwnedFd, userns: &OwnedFd, recursive: bool) 
         },
         "mount_setattr(MOUNT_ATTR_IDMAP)",
     )?;
-    // SAFETY: attaches the detached tree on the target fd (both given as fds with empty paths).
-    check(
-        unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                tree.as_raw_fd(),
-                c"".as_ptr(),
-                target.as_raw_fd(),
-                c"".as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-            )
-        },
-        "move_mount",
-    )?;
+    super::mounts::attach_tree(&tree, target)?;
     Ok(())
 }

@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Spec;
 
+use super::procfs::ProcFs;
+
 pub fn apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
         .is_ok_and(|s| s.trim() == "Y")
@@ -58,26 +60,27 @@ pub fn with_mount_label(data: &str, label: Option<&str>) -> String {
     }
 }
 
-/// Asks the kernel to put the process under its profile and label at execve.
-pub fn apply_exec_labels(spec: &Spec) -> Result<()> {
-    let Some(process) = spec.process().as_ref() else {
-        return Ok(());
-    };
-    if let Some(p) = process
-        .apparmor_profile()
-        .as_deref()
-        .filter(|p| !p.is_empty())
-    {
-        let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
-            "/proc/self/attr/apparmor/exec"
+/// Asks the kernel to put the process under its profile and label at execve (through the
+/// verified procfs handle).
+pub fn apply_exec_labels(
+    apparmor: Option<&str>,
+    selinux: Option<&str>,
+    proc: &ProcFs,
+) -> Result<()> {
+    if let Some(p) = apparmor {
+        let attr = if proc
+            .open_file("self/attr/apparmor/exec", libc::O_PATH)
+            .is_ok()
+        {
+            "self/attr/apparmor/exec"
         } else {
-            "/proc/self/attr/exec"
+            "self/attr/exec"
         };
-        std::fs::write(attr, format!("exec {p}"))
+        proc.write(attr, &format!("exec {p}"))
             .with_context(|| format!("config.json: process.apparmorProfile: {p}"))?;
     }
-    if let Some(l) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
-        std::fs::write("/proc/self/attr/exec", l)
+    if let Some(l) = selinux {
+        proc.write("self/attr/exec", l)
             .with_context(|| format!("config.json: process.selinuxLabel: {l}"))?;
     }
     Ok(())

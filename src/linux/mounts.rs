@@ -4,7 +4,6 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -286,26 +285,9 @@ pub fn relative(dest: &Path) -> PathBuf {
 }
 
 fn openat2_in_root(root: RawFd, rel: &Path, flags: i32) -> nix::Result<OwnedFd> {
-    let path = CString::new(rel.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
-    // SAFETY: open_how is a plain C struct; all-zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: path and how are valid for the call; the kernel returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    // SAFETY: the kernel just gave us this fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    super::openat2(root, rel, flags, resolve)
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 /// Opens `rel` inside `root` (O_PATH), never leaving it; symlinks resolve as if `root` were /.
@@ -403,6 +385,117 @@ pub fn create_in_root(root: &OwnedFd, rel: &Path, file: bool) -> Result<OwnedFd>
     Ok(parent)
 }
 
+/// A detached copy of the mount tree at `path` under `dir` (open_tree OPEN_TREE_CLONE); with an
+/// empty `path`, of the file `dir` itself refers to, so a bind never re-resolves a path.
+pub fn clone_tree(dir: RawFd, path: &CString, extra: libc::c_uint) -> Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let empty = if path.as_bytes().is_empty() {
+        libc::AT_EMPTY_PATH as libc::c_uint
+    } else {
+        0
+    };
+    // SAFETY: path is a valid C string; the flags ask for a detached clone of the tree.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            dir,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | empty | extra,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("open_tree");
+    }
+    Ok(unsafe_owned(fd as RawFd))
+}
+
+/// Attaches a detached tree on the file or directory `target` refers to.
+pub fn attach_tree(tree: &OwnedFd, target: &OwnedFd) -> Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both ends are given as fds with empty paths; nothing is resolved by name.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("move_mount");
+    }
+    Ok(())
+}
+
+/// A detached, read-only, empty tmpfs, for masking a directory.
+pub fn detached_empty_tmpfs() -> Result<OwnedFd> {
+    detached_mount("tmpfs", &[])
+}
+
+/// A new read-only filesystem of type `fstype` with string `options`, as a detached mount
+/// (fsopen + fsconfig + fsmount): reachable only through the returned fd.
+pub fn detached_mount(fstype: &str, options: &[(&str, &str)]) -> Result<OwnedFd> {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const MOUNT_ATTR_RDONLY: libc::c_uint = 1;
+    let what = || format!("mount {fstype}");
+    let name = CString::new(fstype)?;
+    // SAFETY: the name is a valid C string; returns a new fs-context fd or -1.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), 1 as libc::c_uint) };
+    if fs < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(what);
+    }
+    let fs = unsafe_owned(fs as RawFd);
+    let config = |cmd: libc::c_uint, key: Option<&CString>, value: Option<&CString>| {
+        let ptr = |s: Option<&CString>| s.map_or(std::ptr::null(), |s| s.as_ptr());
+        // SAFETY: key and value are NUL-terminated strings or null, as `cmd` expects.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                cmd,
+                ptr(key),
+                ptr(value),
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    for (key, value) in options {
+        let (k, v) = (CString::new(*key)?, CString::new(*value)?);
+        config(FSCONFIG_SET_STRING, Some(&k), Some(&v))
+            .with_context(|| format!("{}: {key}={value}", what()))?;
+    }
+    config(FSCONFIG_CMD_CREATE, None, None).with_context(what)?;
+    // SAFETY: turns the created superblock into a detached mount; flags are plain integers.
+    let m = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            1 as libc::c_uint,
+            MOUNT_ATTR_RDONLY,
+        )
+    };
+    if m < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(what);
+    }
+    Ok(unsafe_owned(m as RawFd))
+}
+
+/// Binds the file `source` (an open fd) on `target`: both as checked fds, never as paths.
+pub fn bind_fd(source: &impl AsRawFd, target: &OwnedFd) -> Result<()> {
+    attach_tree(
+        &clone_tree(source.as_raw_fd(), &CString::default(), 0)?,
+        target,
+    )
+}
+
 fn unsafe_owned(fd: RawFd) -> OwnedFd {
     // SAFETY: only called with an fd just returned by a successful open(2)-like call.
     unsafe { OwnedFd::from_raw_fd(fd) }
@@ -414,6 +507,45 @@ pub fn fd_path(fd: &OwnedFd) -> PathBuf {
 
 fn none() -> Option<&'static str> {
     None
+}
+
+/// Nothing is mounted inside the container's /proc, but for the files lxcfs-style tools
+/// replace, as runc allows: a mount there could hide what the kernel says or stand in for it.
+/// Checked on the path with the rootfs's symlinks resolved, and on the destination opened:
+/// `on_procfs` (a procfs mounted elsewhere, reached through an image symlink, counts too).
+pub fn check_not_inside_proc(resolved: &Path, on_procfs: bool) -> Result<()> {
+    const ALLOWED: [&str; 9] = [
+        "cpuinfo",
+        "diskstats",
+        "meminfo",
+        "stat",
+        "swaps",
+        "uptime",
+        "loadavg",
+        "slabinfo",
+        "sys/kernel/ns_last_pid",
+    ];
+    let inside = resolved.strip_prefix("proc").ok();
+    let allowed = inside
+        .is_some_and(|i| i.as_os_str().is_empty() || ALLOWED.iter().any(|a| i == Path::new(a)));
+    if allowed || (inside.is_none() && !on_procfs) {
+        return Ok(());
+    }
+    bail!(
+        "/{} is inside /proc: refusing to mount there",
+        resolved.display()
+    )
+}
+
+/// Opens (creating what is missing) a mount destination inside the root, refusing one inside
+/// a procfs.
+pub fn create_destination(root: &OwnedFd, rel: &Path, file: bool) -> Result<OwnedFd> {
+    let dest = create_in_root(root, rel, file)?;
+    check_not_inside_proc(
+        &resolve_in_root(root, rel)?,
+        super::procfs::is_procfs(&dest),
+    )?;
+    Ok(dest)
 }
 
 /// Applies one planned mount under the rootfs (before pivot_root).
@@ -439,6 +571,10 @@ pub fn apply(
             );
         }
     }
+    let resolved = resolve_in_root(root, &rel)
+        .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
+    check_not_inside_proc(&resolved, false)
+        .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     if matches!(m.fstype.as_str(), "proc" | "sysfs") {
         ordinary_dir_or_absent(root, &rel, &m.fstype)
             .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
@@ -453,7 +589,7 @@ pub fn apply(
             .map(|st| st.st_mode),
         false => None,
     };
-    let dest = create_in_root(root, &rel, src_is_file)
+    let dest = create_destination(root, &rel, src_is_file)
         .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     let target = fd_path(&dest);
     let ctx = || format!("{field}: mount {} on {}", m.fstype, m.destination.display());
@@ -641,6 +777,20 @@ mod tests {
     fn rw_clears_ro() {
         let p = plan(0, &m("proc", "proc", "/proc", &["ro", "rw"])).unwrap();
         assert!(!p.flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn nothing_mounted_inside_proc() {
+        assert!(check_not_inside_proc(Path::new("proc"), false).is_ok());
+        assert!(check_not_inside_proc(Path::new("proc/meminfo"), true).is_ok());
+        assert!(check_not_inside_proc(Path::new("procfoo/x"), false).is_ok());
+        // A procfs reached under another name (an image's /proc -> /p) counts.
+        assert!(check_not_inside_proc(Path::new("p/sys/net/ipv4"), true).is_err());
+        let err = check_not_inside_proc(Path::new("proc/sys/net/ipv4"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/proc/sys/net/ipv4 is inside /proc"), "{err}");
+        assert!(check_not_inside_proc(Path::new("proc/self/attr"), false).is_err());
     }
 
     #[test]

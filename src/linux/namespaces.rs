@@ -181,6 +181,63 @@ pub fn open_joins(joins: &[Join]) -> Result<Vec<(OwnedFd, CloneFlags)>> {
     Ok(fds)
 }
 
+/// The name of a namespace type under /proc/PID/ns/.
+pub fn proc_name(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The namespaces a process exec'd into the container joins: every one the container has
+/// (new or joined by its init), the user namespace first. Pure.
+pub fn exec_joins(linux: Option<&Linux>) -> Vec<LinuxNamespaceType> {
+    let mut types: Vec<LinuxNamespaceType> = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|n| n.typ())
+        .collect();
+    types.sort_by_key(|t| *t != LinuxNamespaceType::User);
+    types
+}
+
+/// Opens the namespaces of process `pid` for `types`, leaving out those the caller is in
+/// already (setns into one's own user namespace fails).
+pub fn open_of_process(
+    pid: i32,
+    types: &[LinuxNamespaceType],
+) -> Result<Vec<(OwnedFd, LinuxNamespaceType)>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for &typ in types {
+        let path = format!("/proc/{pid}/ns/{}", proc_name(typ));
+        let theirs = std::fs::metadata(&path).with_context(|| path.clone())?;
+        let ours = std::fs::metadata(format!("/proc/self/ns/{}", proc_name(typ)));
+        if ours.is_ok_and(|o| (o.dev(), o.ino()) == (theirs.dev(), theirs.ino())) {
+            continue;
+        }
+        let fd = open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| path.clone())?;
+        // SAFETY: fd is a freshly opened, owned descriptor.
+        out.push((
+            unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) },
+            typ,
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +308,13 @@ mod tests {
         let p = plan(Some(&linux(&[(Time, None), (Mount, None)]))).unwrap();
         assert!(p.clone_flags.is_empty());
         assert!(p.fork_after);
+    }
+
+    #[test]
+    fn exec_joins_every_namespace_user_first() {
+        let l = linux(&[(Pid, None), (Network, Some("/proc/1/ns/net")), (User, None)]);
+        assert_eq!(exec_joins(Some(&l)), [User, Pid, Network]);
+        assert_eq!(proc_name(Mount), "mnt");
     }
 
     #[test]

@@ -3,8 +3,11 @@
 use anyhow::{bail, Result};
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 
-/// (resource, soft, hard, name) for each configured limit. Pure.
-pub fn plan(rlimits: &[PosixRlimit]) -> Result<Vec<(libc::__rlimit_resource_t, u64, u64, String)>> {
+/// (resource, soft, hard, name) of one limit.
+pub type Planned = (libc::__rlimit_resource_t, u64, u64, String);
+
+/// One `Planned` for each configured limit. Pure.
+pub fn plan(rlimits: &[PosixRlimit]) -> Result<Vec<Planned>> {
     let mut out = Vec::new();
     for (i, r) in rlimits.iter().enumerate() {
         let name = name_of(r.typ());
@@ -65,7 +68,7 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 }
 
 /// Applies the planned limits to the calling process.
-pub fn apply(plan: &[(libc::__rlimit_resource_t, u64, u64, String)]) -> Result<()> {
+pub fn apply(plan: &[Planned]) -> Result<()> {
     for (res, soft, hard, name) in plan {
         let lim = libc::rlimit {
             rlim_cur: *soft,

@@ -3,7 +3,6 @@
 //! pivot_root, then masked and read-only paths and a read-only root.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -13,6 +12,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::Spec;
 
+use super::mountinfo::{self, CgroupLine, Mount};
 use super::mounts::{self, MountPlan};
 
 /// What the rootfs setup needs besides the spec.
@@ -94,7 +94,12 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Everything up to (not including) pivot_root. Runs in the container's mount namespace.
-pub fn prepare(spec: &Spec, plans: &[MountPlan], opts: &RootfsOptions) -> Result<()> {
+pub fn prepare(
+    spec: &Spec,
+    plans: &[MountPlan],
+    nodes: &[super::devices::DeviceNode],
+    opts: &RootfsOptions,
+) -> Result<()> {
     let (propagation, _) = root_propagation(spec)?;
     mount(none(), "/", none(), propagation, none())
         .context("config.json: linux.rootfsPropagation: set the propagation of /")?;
@@ -132,7 +137,7 @@ pub fn prepare(spec: &Spec, plans: &[MountPlan], opts: &RootfsOptions) -> Result
     if !dev_is_bound {
         super::devices::populate_default(&root, opts.in_userns)?;
     }
-    super::devices::create_configured(&root, spec, opts.in_userns)?;
+    super::devices::create_configured(&root, nodes, opts.in_userns)?;
     Ok(())
 }
 
@@ -181,8 +186,10 @@ pub fn finish(spec: &Spec) -> Result<()> {
             .context("config.json: linux.rootfsPropagation")?;
     }
     if let Some(linux) = spec.linux() {
+        let root = open_dir(Path::new("/"))?;
+        let mut null = None;
         for p in linux.masked_paths().iter().flatten() {
-            mask_path(Path::new(p))
+            mask_path(&root, &mut null, Path::new(p))
                 .with_context(|| format!("config.json: linux.maskedPaths: {p}"))?;
         }
         for p in linux.readonly_paths().iter().flatten() {
@@ -204,31 +211,33 @@ pub fn finish(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Masks a path: a directory gets an empty read-only tmpfs, anything else /dev/null — only once
-/// /dev/null is checked to be the real character device 1:3.
-fn mask_path(path: &Path) -> Result<()> {
-    let md = match std::fs::symlink_metadata(path) {
-        Ok(md) => md,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+/// Masks a path: a directory gets an empty read-only tmpfs, anything else /dev/null. Both the
+/// target and /dev/null are opened once, inside the root, and mounted by fd: what was checked is
+/// what gets mounted (CVE-2025-31133).
+fn mask_path(root: &OwnedFd, null: &mut Option<OwnedFd>, path: &Path) -> Result<()> {
+    let target = match mounts::open_in_root(root, &mounts::relative(path)) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    if md.is_dir() {
-        mount(
-            Some("tmpfs"),
-            path,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY,
-            Some("size=0k"),
-        )?;
-        return Ok(());
+    let st = nix::sys::stat::fstat(target.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return mounts::attach_tree(&mounts::detached_empty_tmpfs()?, &target);
     }
-    let null = std::fs::metadata("/dev/null").context("/dev/null")?;
-    use std::os::unix::fs::MetadataExt;
-    if !null.file_type().is_char_device() || null.rdev() != nix::sys::stat::makedev(1, 3) {
+    if null.is_none() {
+        *null = Some(open_dev_null(root)?);
+    }
+    mounts::bind_fd(null.as_ref().expect("opened above"), &target)
+}
+
+/// The container's /dev/null, checked to be the null device (1:3), as an O_PATH fd.
+fn open_dev_null(root: &OwnedFd) -> Result<OwnedFd> {
+    let fd = mounts::open_in_root(root, Path::new("dev/null")).context("/dev/null")?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).context("/dev/null")?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != nix::sys::stat::makedev(1, 3) {
         bail!("/dev/null is not the null device (1:3): refusing to mask with it");
     }
-    mount(Some("/dev/null"), path, none(), MsFlags::MS_BIND, none())?;
-    Ok(())
+    Ok(fd)
 }
 
 fn readonly_path(path: &Path) -> Result<()> {
@@ -253,46 +262,25 @@ fn readonly_path(path: &Path) -> Result<()> {
 
 /// The mount point of the mount holding `path` (the longest mount point that is its prefix).
 fn mount_point_of(path: &Path) -> Result<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .map(PathBuf::from)
+    Ok(mountinfo::read_own()?
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|mp| path.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
         .unwrap_or_else(|| PathBuf::from("/")))
 }
 
-/// A host cgroup hierarchy: its mount point and the super options naming its controllers.
-struct Hierarchy {
-    mount_point: PathBuf,
-    fstype: String,
-    options: String,
-}
-
-fn host_hierarchies() -> Result<Vec<Hierarchy>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split_whitespace();
-        let (fstype, _src, sopts) = (r.next().unwrap_or(""), r.next(), r.next().unwrap_or(""));
-        if fstype != "cgroup" && fstype != "cgroup2" {
-            continue;
-        }
-        let mount_point = left.split_whitespace().nth(4).unwrap_or("");
-        let options = sopts
+/// The host's cgroup hierarchies, with their controllers (the super options but rw/ro).
+fn host_hierarchies() -> Result<Vec<Mount>> {
+    let mut out = mountinfo::read_own()?;
+    out.retain(|m| m.fstype == "cgroup" || m.fstype == "cgroup2");
+    for m in &mut out {
+        m.super_options = m
+            .super_options
             .split(',')
             .filter(|o| *o != "rw" && *o != "ro")
             .collect::<Vec<_>>()
             .join(",");
-        out.push(Hierarchy {
-            mount_point: PathBuf::from(mount_point),
-            fstype: fstype.to_string(),
-            options,
-        });
     }
     Ok(out)
 }
@@ -304,7 +292,7 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
     let field = m.field();
     let rel = mounts::relative(&m.destination);
     let hierarchies = host_hierarchies()?;
-    let own = std::fs::read_to_string("/proc/self/cgroup").context("/proc/self/cgroup")?;
+    let own = mountinfo::read_cgroups("self")?;
     let base = Path::new("/sys/fs/cgroup");
     let ro = m.flags & MsFlags::MS_RDONLY;
     let flags = (m.flags - MsFlags::MS_RDONLY)
@@ -314,7 +302,7 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
     // One hierarchy, at the destination itself (unified), or one each under a tmpfs (v1).
     let unified_only = hierarchies.iter().all(|h| h.fstype == "cgroup2");
     if !unified_only {
-        let dest = mounts::create_in_root(root, &rel, false)
+        let dest = mounts::create_destination(root, &rel, false)
             .with_context(|| format!("{field}.destination"))?;
         mount(
             Some("tmpfs"),
@@ -333,8 +321,8 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
         };
         let dest_rel = rel.join(&name);
         if opts.has_cgroup_ns {
-            let sub = mounts::create_in_root(root, &dest_rel, false)?;
-            let data = (!h.options.is_empty()).then_some(h.options.as_str());
+            let sub = mounts::create_destination(root, &dest_rel, false)?;
+            let data = (!h.super_options.is_empty()).then_some(h.super_options.as_str());
             mount(
                 Some("cgroup"),
                 &mounts::fd_path(&sub),
@@ -366,25 +354,25 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
     Ok(())
 }
 
-/// This process's cgroup in hierarchy `h`, from /proc/self/cgroup.
-fn own_cgroup_in(own: &str, h: &Hierarchy) -> Option<PathBuf> {
-    let options: Vec<&str> = h.options.split(',').collect();
-    own.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let matches = if h.fstype == "cgroup2" {
-            controllers.is_empty()
-        } else {
-            !controllers.is_empty() && controllers.split(',').all(|c| options.contains(&c))
-        };
-        matches.then(|| PathBuf::from(path))
-    })
+/// This process's cgroup in hierarchy `h`.
+fn own_cgroup_in(own: &[CgroupLine], h: &Mount) -> Option<PathBuf> {
+    let options: Vec<&str> = h.super_options.split(',').collect();
+    own.iter()
+        .find(|l| {
+            if h.fstype == "cgroup2" {
+                l.controllers.is_empty()
+            } else {
+                !l.controllers.is_empty()
+                    && l.controllers.iter().all(|c| options.contains(&c.as_str()))
+            }
+        })
+        .map(|l| l.path.clone())
 }
 
 /// Binds `src` (recursively) at `dest_rel` inside the root, then remounts it with `remount`
 /// (through a fresh fd: the first one names the directory under the new mount).
 fn bind_then_remount(root: &OwnedFd, src: &Path, dest_rel: &Path, remount: MsFlags) -> Result<()> {
-    let dest = mounts::create_in_root(root, dest_rel, false)?;
+    let dest = mounts::create_destination(root, dest_rel, false)?;
     mount(
         Some(src),
         &mounts::fd_path(&dest),

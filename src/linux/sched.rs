@@ -116,32 +116,52 @@ pub fn apply_personality(persona: libc::c_ulong) -> Result<()> {
     Ok(())
 }
 
-/// A cpu list like "0-3,7" → the cpus. Pure.
+/// The cpus sched_setaffinity(2) takes here: a cpu_set_t's (CPU_SETSIZE).
+pub const MAX_CPUS: usize = libc::CPU_SETSIZE as usize;
+
+/// A cpu list like "0-3,7" → the cpus, each below MAX_CPUS (so a huge range sizes nothing).
+/// Pure.
 pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>> {
     let mut cpus = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || anyhow::anyhow!("{part:?} is not a cpu or range");
+        let cpu = |s: &str| -> Result<usize> {
+            let n: u64 = s.trim().parse().map_err(|_| bad())?;
+            if n >= MAX_CPUS as u64 {
+                bail!("cpu {n} is above {}", MAX_CPUS - 1);
+            }
+            Ok(n as usize)
+        };
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (usize, usize) =
-                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                let (a, b) = (cpu(a)?, cpu(b)?);
                 if a > b {
                     return Err(bad());
                 }
                 cpus.extend(a..=b);
             }
-            None => cpus.push(part.parse().map_err(|_| bad())?),
+            None => cpus.push(cpu(part)?),
         }
     }
+    cpus.sort_unstable();
+    cpus.dedup();
     Ok(cpus)
 }
 
 /// The cpus the program runs on: `final`, else `initial` (the init joins its cgroup before it
-/// runs anything, so both apply to the same process here).
+/// runs anything, so both apply to the same process here). Both are checked.
 pub fn plan_affinity(a: &ExecCPUAffinity) -> Result<Option<Vec<usize>>> {
-    let list = a.cpu_affinity_final().as_ref().or(a.initial().as_ref());
-    list.map(|l| parse_cpu_list(l).context("config.json: process.execCPUAffinity"))
-        .transpose()
+    let parse = |name: &str, list: &Option<String>| {
+        list.as_deref()
+            .map(|l| {
+                parse_cpu_list(l)
+                    .with_context(|| format!("config.json: process.execCPUAffinity.{name}"))
+            })
+            .transpose()
+    };
+    let initial = parse("initial", a.initial())?;
+    let last = parse("final", a.cpu_affinity_final())?;
+    Ok(last.or(initial))
 }
 
 pub fn apply_affinity(cpus: &[usize]) -> Result<()> {
@@ -163,6 +183,17 @@ mod tests {
         assert_eq!(parse_cpu_list("0-2,5").unwrap(), vec![0, 1, 2, 5]);
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("x").is_err());
+        assert_eq!(parse_cpu_list("3,1-2,2").unwrap(), vec![1, 2, 3]);
+        let err = parse_cpu_list("0-18446744073709551615").unwrap_err();
+        assert_eq!(err.to_string(), "cpu 18446744073709551615 is above 1023");
+        assert!(parse_cpu_list("0-99999999999999999999").is_err());
+        let a: ExecCPUAffinity =
+            serde_json::from_str(r#"{"initial":"0-18446744073709551615","final":"0"}"#).unwrap();
+        let err = format!("{:#}", plan_affinity(&a).unwrap_err());
+        assert!(
+            err.starts_with("config.json: process.execCPUAffinity.initial: cpu "),
+            "{err}"
+        );
     }
 
     #[test]

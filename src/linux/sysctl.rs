@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
+use super::procfs::ProcFs;
+
 /// Which namespace isolates the key, or None when it is not namespaced. Pure.
 pub fn namespace_of(key: &str) -> Option<&'static str> {
     const IPC: [&str; 7] = [
@@ -56,9 +58,12 @@ pub fn plan(
     Ok(out)
 }
 
-pub fn apply(plan: &[(PathBuf, String)]) -> Result<()> {
+/// Writes through the verified procfs handle: a mount or symlink the container's rootfs put
+/// over /proc/sys cannot redirect the write.
+pub fn apply(proc: &ProcFs, plan: &[(PathBuf, String)]) -> Result<()> {
     for (path, value) in plan {
-        std::fs::write(path, value)
+        let rel = path.strip_prefix("/proc").unwrap_or(path);
+        proc.write(&rel.to_string_lossy(), value)
             .with_context(|| format!("linux.sysctl: write {}", path.display()))?;
     }
     Ok(())

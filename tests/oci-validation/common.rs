@@ -12,6 +12,12 @@ use serde_json::{json, Value};
 
 pub const HAKO: &str = env!("CARGO_BIN_EXE_hako");
 
+/// The binary `Env` runs: the built one, or `HAKO_UNDER_TEST` (an older build, to see an exploit
+/// test fail without its defence).
+pub fn hako_bin() -> String {
+    std::env::var("HAKO_UNDER_TEST").unwrap_or_else(|_| HAKO.to_string())
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A unique container id for this test process.
@@ -43,7 +49,7 @@ impl Env {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(HAKO);
+        let mut c = Command::new(hako_bin());
         c.arg("--root").arg(&self.root).args(args);
         c
     }

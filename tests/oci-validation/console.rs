@@ -97,3 +97,16 @@ fn run_relays_the_terminal_itself_without_a_console_socket() {
     assert!(text.lines().any(|l| l == "/dev/pts/0"), "{text:?}");
     assert!(text.ends_with("got hello\n"), "{text:?}");
 }
+
+#[test]
+fn run_with_a_terminal_writes_output_byte_exact() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["args"] = json!(["printf", "a\\nb\\n"]);
+    });
+    let out = env.hako(&["run", "-b", b.path(), &unique_id("onlcr")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The console keeps no ONLCR: no \r is added before each \n.
+    assert_eq!(out.stdout, b"a\nb\n");
+}

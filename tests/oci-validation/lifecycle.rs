@@ -72,7 +72,7 @@ fn create_start_kill_delete() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(eventually(|| env.status(&id) == "stopped"));
     // kill of a stopped container is an error and changes nothing.
-    assert_error(&env.hako(&["kill", &id, "TERM"]), "stopped");
+    assert_error(&env.hako(&["kill", &id, "TERM"]), "container not running");
     assert_eq!(env.status(&id), "stopped");
 
     let out = env.hako(&["delete", &id]);

@@ -4,6 +4,8 @@
 mod cgroups;
 mod common;
 mod console;
+mod escapes;
+mod exec;
 mod hooks;
 mod lifecycle;
 mod namespaces;
@@ -11,3 +13,4 @@ mod process;
 mod rootfs;
 mod runc_compat;
 mod seccomp;
+mod security_host;

@@ -165,3 +165,55 @@ fn labels_for_security_modules_this_host_lacks_are_clear_errors() {
     );
     assert!(env.ids().is_empty());
 }
+
+#[test]
+fn a_bad_rlimit_fails_create_before_anything_is_made() {
+    let env = Env::new();
+    let marker = env.dir.path().join("hook-ran");
+    let b = env.bundle(|c| {
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 2048, "hard": 1024}]);
+        // Planned in the init, the limit was checked only after the runtime's hooks ran.
+        c["hooks"] = json!({"createRuntime": [{
+            "path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", marker.display())]
+        }]});
+    });
+    let id = unique_id("rl");
+    assert_error(
+        &env.hako(&["create", "-b", b.path(), &id]),
+        "process.rlimits[0]: RLIMIT_NOFILE: soft limit 2048 is above hard limit 1024",
+    );
+    assert!(
+        !marker.exists(),
+        "the createRuntime hook ran: the init was made"
+    );
+    assert!(env.ids().is_empty(), "state dir left: {:?}", env.ids());
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mem = own
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+        .unwrap();
+    let dir = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(mem.trim_start_matches('/'))
+        .join(&id);
+    assert!(!dir.exists(), "cgroup left: {}", dir.display());
+}
+
+#[test]
+fn an_empty_home_is_the_users_home_from_passwd() {
+    let env = Env::new();
+    let out = env.run_sh("echo \"[$HOME]\"", |c| {
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("HOME="));
+    });
+    assert_eq!(stdout(&out), "[/root]\n", "{}", stderr(&out));
+    let out = env.run_sh("echo \"[$HOME]\"", |c| {
+        c["process"]["user"] = json!({"uid": 65534, "gid": 65534});
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("HOME="));
+    });
+    assert_eq!(stdout(&out), "[/nonexistent]\n", "{}", stderr(&out));
+}
