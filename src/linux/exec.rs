@@ -157,7 +157,9 @@ mod tests {
     #[test]
     fn lookup_uses_container_path() {
         let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
-        assert!(find_program(&open_root().unwrap(), "sh", &env).unwrap().ends_with("sh"));
+        assert!(find_program(&open_root().unwrap(), "sh", &env)
+            .unwrap()
+            .ends_with("sh"));
         let err = find_program(&open_root().unwrap(), "no-such-program-xyz", &env)
             .unwrap_err()
             .to_string();
