@@ -169,7 +169,7 @@ while IFS= read -r line; do
   [ "$who" = any ] || [ "$who" = "$label" ] && allowed[$name]=$reason
 done <"$expected"
 
-# A run: one bats per file (so a hung file cannot stall the others), TAP output parsed.
+# A run: one bats per test (so a hung test cannot stall the others), TAP output parsed.
 out=$(mktemp -d /tmp/runc-suite.XXXXXX)
 echo "runc-suite: $runtime ($("$runtime" --version 2>/dev/null | head -1)), log in $out"
 files=()
@@ -202,6 +202,8 @@ run_one() {
       done
     done
     echo "not ok 1 $name # timeout after ${TEST_TIMEOUT}s" >>"$tap"
+  elif ! grep -qE '^(not )?ok ' "$tap" 2>/dev/null; then
+    echo "not ok 1 $name # no result from bats (exit $rc)" >>"$tap"
   fi
   rm -rf "$tmp"
 }
