@@ -75,13 +75,23 @@ pub fn prepare<'a>(
         p => (None, None, p.as_ref()),
     };
 
+    // Everything read or written through the procfs handle (openat2) happens before any seccomp
+    // filter goes in: a profile need not allow openat2 (runtime-tools' and older Docker ones
+    // do not).
+    let setgroups_allowed = may_setgroups(proc);
+    lsm::apply_exec_labels(
+        plan.apparmor.as_deref(),
+        plan.selinux_label.as_deref(),
+        proc,
+    )?;
+
     // Identity and privileges: bounding set while still root, then user, then the other sets.
     capabilities::apply_bounding(&plan.caps)?;
     if let Some(p) = early {
         install_seccomp(p, chan)?;
     }
     user::keep_caps(true)?;
-    user::switch(&plan.user, may_setgroups(proc))?;
+    user::switch(&plan.user, setgroups_allowed)?;
     user::keep_caps(false)?;
     capabilities::apply_sets(&plan.caps)?;
     user::set_umask(&plan.user);
@@ -94,11 +104,6 @@ pub fn prepare<'a>(
 
     // Nothing of the caller's reaches the program but stdio and the preserved fds.
     fds::cloexec_from(3 + preserve_fds);
-    lsm::apply_exec_labels(
-        plan.apparmor.as_deref(),
-        plan.selinux_label.as_deref(),
-        proc,
-    )?;
     Ok(Ready {
         program,
         last_seccomp: last,

@@ -73,12 +73,19 @@ impl ProcFs {
 
     /// Reopens one of this process's fds (an O_PATH fd, say) with `flags`, through its own
     /// fd directory under the handle: the one magic link followed (which RESOLVE_BENEATH and
-    /// RESOLVE_NO_XDEV would refuse), and only to our own fd.
+    /// RESOLVE_NO_XDEV would refuse), and only to our own fd. Plain openat(2), not openat2: this
+    /// runs under the container's seccomp filter, which need not allow openat2.
     pub fn reopen(&self, fd: RawFd, flags: i32) -> Result<File> {
         let rel = format!("thread-self/fd/{fd}");
-        let fd = super::openat2(self.root.as_raw_fd(), Path::new(&rel), flags, 0)
-            .with_context(|| format!("reopen fd {fd}"))?;
-        Ok(File::from(fd))
+        let fd = nix::fcntl::openat(
+            Some(self.root.as_raw_fd()),
+            rel.as_str(),
+            nix::fcntl::OFlag::from_bits_truncate(flags | libc::O_CLOEXEC),
+            nix::sys::stat::Mode::empty(),
+        )
+        .with_context(|| format!("reopen fd {fd}"))?;
+        // SAFETY: fresh fd from openat(2).
+        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 }
 
