@@ -140,9 +140,10 @@ fn make_node(root: &OwnedFd, node: &DeviceNode, in_userns: bool) -> Result<()> {
     .with_context(|| format!("mknod {}", node.path.display()))?;
     let fd = open_node()?;
     let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
-    if st.st_mode & libc::S_IFMT != node.kind.bits()
-        || st.st_rdev != makedev(node.major, node.minor)
-    {
+    // A fifo has no device number, whatever the config says.
+    let is_device = node.kind == SFlag::S_IFCHR || node.kind == SFlag::S_IFBLK;
+    let rdev_differs = is_device && st.st_rdev != makedev(node.major, node.minor);
+    if st.st_mode & libc::S_IFMT != node.kind.bits() || rdev_differs {
         bail!("{}: replaced while it was made", node.path.display());
     }
     // mknod applies the umask: set the mode exactly, on the node itself (its fd's magic link).

@@ -135,7 +135,7 @@ fn default_devices_symlinks_and_configured_devices() {
         |c| {
             c["linux"]["devices"] = json!([
                 {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 432, "uid": 7, "gid": 8},
-                {"path": "/dev/myfifo", "type": "p", "major": 0, "minor": 0, "fileMode": 416}
+                {"path": "/dev/myfifo", "type": "p", "major": 8, "minor": 666, "fileMode": 416}
             ]);
         },
     );
