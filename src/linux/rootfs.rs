@@ -144,6 +144,7 @@ pub fn prepare(
 /// pivot_root (or a chroot for --no-pivot), leaving the container's root at /.
 pub fn enter(opts: &RootfsOptions) -> Result<()> {
     if opts.no_pivot {
+        hide_outer_proc_and_sys(opts.rootfs)?;
         chdir(opts.rootfs).context("chdir rootfs")?;
         mount(Some(opts.rootfs), "/", none(), MsFlags::MS_MOVE, none())
             .context("move rootfs to /")?;
@@ -167,6 +168,33 @@ pub fn enter(opts: &RootfsOptions) -> Result<()> {
     .context("old root slave")?;
     umount2(".", MntFlags::MNT_DETACH).context("detach old root")?;
     chdir("/").context("chdir /")?;
+    Ok(())
+}
+
+/// With --no-pivot the runtime's mounts stay in the container's mount namespace under its
+/// root, and a procfs or sysfs there that is fully visible lets the container mount a fresh,
+/// unmasked one (in a user namespace of its own). Those outside the rootfs are detached, or
+/// covered with an empty tmpfs where they cannot be, as runc does.
+fn hide_outer_proc_and_sys(rootfs: &Path) -> Result<()> {
+    let mut outer: Vec<Mount> = mountinfo::read_own()?
+        .into_iter()
+        .filter(|m| matches!(m.fstype.as_str(), "proc" | "sysfs"))
+        .filter(|m| !m.mount_point.starts_with(rootfs))
+        .collect();
+    // Deepest first, so a mount is not hidden by its parent's detach before its turn.
+    outer.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
+    for m in outer {
+        if umount2(&m.mount_point, MntFlags::MNT_DETACH).is_err() {
+            mount(
+                Some("tmpfs"),
+                &m.mount_point,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                Some("size=0"),
+            )
+            .with_context(|| format!("--no-pivot: hide {}", m.mount_point.display()))?;
+        }
+    }
     Ok(())
 }
 

@@ -485,3 +485,31 @@ fn device_nodes_are_not_chmodded_through_a_swapped_symlink() {
         "the host file's mode was changed through the symlink"
     );
 }
+
+/// With --no-pivot the runtime's /proc stays in the container's mount namespace, beneath its
+/// root; while it is fully visible, the container can mount a fresh /proc without the masks.
+#[test]
+fn no_pivot_leaves_no_bare_proc_to_mount() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!([
+            "unshare",
+            "-mrpf",
+            "sh",
+            "-c",
+            "mount -t proc none /proc && echo MOUNTED-A-BARE-PROC"
+        ]);
+        add_capability(c, "CAP_SETFCAP");
+    });
+    let out = env.hako(&["run", "--no-pivot", "-b", b.path(), &unique_id("nopivot")]);
+    assert!(
+        !stdout(&out).contains("MOUNTED-A-BARE-PROC"),
+        "a bare /proc was mounted: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("Permission denied") || stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
+}
