@@ -143,6 +143,13 @@ check "update: cpuset.cpus" 0-1 "$(val $d/cpuset.cpus)"
 check "update: io.weight" "default 10000" "$(val $d/io.weight)"
 check "update: unified memory.high" 62914560 "$(val $d/memory.high)"
 
+# swap equal to the limit means no swap at all (libcgroups alone leaves memory.swap.max at max)
+bundle noswap '["sleep","1000"]' '{"memory":{"limit":33554432,"swap":33554432}}' /hako-vm/noswap
+out=$(runbg noswap)
+check "run -d with swap = limit" "" "$out"
+check "memory.swap.max is 0 when swap = limit" 0 "$(val $CG/hako-vm/noswap/memory.swap.max)"
+hako delete -f noswap
+
 hako pause res
 check "pause: cgroup.freeze" 1 "$(val $d/cgroup.freeze)"
 wait_for grep -q "frozen 1" $d/cgroup.events

@@ -85,6 +85,17 @@ pub fn plan(r: &LinuxResources, unified: bool) -> Vec<Write> {
     out
 }
 
+/// On v2, `memory.swap` equal to `memory.limit` means no swap: memory.swap.max is 0.
+/// (libcgroups writes swap - limit and skips a 0, leaving swap unlimited.)
+pub fn v2_swap_off(r: &LinuxResources) -> Option<Write> {
+    let m = r.memory().as_ref()?;
+    let (limit, swap) = (m.limit()?, m.swap()?);
+    (limit > 0 && swap == limit).then(|| {
+        let key = "linux.resources.memory.swap".to_string();
+        write(key, "memory", &["memory.swap.max"], "0".to_string())
+    })
+}
+
 /// A cgroup v1 blkio weight (10..=1000) on io.weight's scale (1..=10000), linearly, as runc.
 pub fn io_weight_from_blkio(weight: u16) -> u64 {
     1 + u64::from(weight.saturating_sub(10)) * 9999 / 990
@@ -179,6 +190,14 @@ mod tests {
         assert!(w[0].only_if_different);
         // libcgroups' v2 io controller handles these itself.
         assert!(plan(&r, true).is_empty());
+    }
+
+    #[test]
+    fn v2_swap_equal_to_the_limit_is_no_swap() {
+        let w = v2_swap_off(&res(r#"{"memory":{"limit":1048576,"swap":1048576}}"#)).unwrap();
+        assert_eq!((w.files[0], w.value.as_str()), ("memory.swap.max", "0"));
+        assert!(v2_swap_off(&res(r#"{"memory":{"limit":1048576,"swap":2097152}}"#)).is_none());
+        assert!(v2_swap_off(&res(r#"{"memory":{"limit":-1,"swap":-1}}"#)).is_none());
     }
 
     #[test]

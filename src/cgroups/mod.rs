@@ -379,15 +379,18 @@ impl Cgroup {
     }
 
     fn apply_extra(&self, r: &LinuxResources) -> Result<()> {
-        let writes = extra::plan(r, self.host.unified);
-        if writes.is_empty() {
+        let mut writes = extra::plan(r, self.host.unified);
+        if self.systemd {
+            if let Some(w) = writes.first() {
+                bail!(
+                    "config.json: {}: not supported with --systemd-cgroup",
+                    w.key
+                );
+            }
             return Ok(());
         }
-        if self.systemd {
-            bail!(
-                "config.json: {}: not supported with --systemd-cgroup",
-                writes[0].key
-            );
+        if self.host.unified {
+            writes.extend(extra::v2_swap_off(r));
         }
         extra::apply(&writes, |controller| self.dir(controller))
     }
