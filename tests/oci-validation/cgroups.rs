@@ -228,9 +228,14 @@ fn memory_limit_oom_kills() {
         return;
     }
     let env = Env::new();
-    let out = env.run_sh("head -c 200m /dev/zero | tail; echo tail=$?", |c| {
-        c["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
-    });
+    // The hog asks to be the OOM killer's choice, so the shell that reports survives.
+    let hog = "sh -c 'echo 1000 > /proc/self/oom_score_adj; exec tail'";
+    let out = env.run_sh(
+        &format!("head -c 200m /dev/zero | {hog}; echo tail=$?"),
+        |c| {
+            c["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
+        },
+    );
     assert_eq!(stdout(&out).trim(), "tail=137", "{}", stderr(&out));
 }
 
