@@ -229,3 +229,46 @@ pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Accepts one connection on a `--console-socket` listener, takes the pty master it carries
+/// (SCM_RIGHTS) and reads it until the container's side closes.
+pub fn pty_output_of(
+    listener: std::os::unix::net::UnixListener,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut name = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut name)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("no fd in the message");
+        // SAFETY (test): the fd was just received and is owned by nobody else.
+        let mut master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        // Until the slave side closes (EIO) when the container's process exits.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    })
+}

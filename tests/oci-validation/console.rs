@@ -1,11 +1,8 @@
 //! `--console-socket` with `process.terminal`: the pty master arrives by SCM_RIGHTS and the
 //! container's process has the slave as its controlling terminal.
 
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::json;
 
 use crate::common::*;
@@ -21,39 +18,7 @@ fn the_pty_master_reaches_the_console_socket() {
         c["process"]["args"] = json!(["sh", "-c", "tty; stty size; ls -l /dev/console | cut -c1"]);
     });
     let id = unique_id("tty");
-    let receiver = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let mut name = [0u8; 64];
-        let mut iov = [IoSliceMut::new(&mut name)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            std::os::fd::AsRawFd::as_raw_fd(&conn),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            })
-            .expect("no fd in the message");
-        // SAFETY (test): the fd was just received and is owned by nobody else.
-        let mut master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let mut out = Vec::new();
-        let mut buf = [0u8; 1024];
-        // Read until the slave side closes (EIO) when the container exits.
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    });
+    let receiver = pty_output_of(listener);
     let out = env.hako(&[
         "create",
         "--console-socket",
@@ -64,7 +29,7 @@ fn the_pty_master_reaches_the_console_socket() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(env.hako(&["start", &id]).status.success());
-    let text = receiver.join().unwrap().replace('\r', "");
+    let text = String::from_utf8_lossy(&receiver.join().unwrap()).replace('\r', "");
     assert_eq!(text, "/dev/pts/0\n33 101\nc\n");
 }
 

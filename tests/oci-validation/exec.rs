@@ -2,12 +2,9 @@
 //! namespaces, cgroup, capabilities, seccomp, user, env, cwd, terminal, exit code, and the
 //! same defences as create (no host fd, cwd inside the container).
 
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::process::Output;
 
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -256,38 +253,7 @@ fn a_terminal_through_the_console_socket() {
     let (id, _) = running(&env, |_| {});
     let sock_path = env.dir.path().join("exec-console.sock");
     let listener = UnixListener::bind(&sock_path).unwrap();
-    let receiver = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let mut name = [0u8; 64];
-        let mut iov = [IoSliceMut::new(&mut name)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            std::os::fd::AsRawFd::as_raw_fd(&conn),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            })
-            .expect("no fd in the message");
-        // SAFETY (test): the fd was just received and is owned by nobody else.
-        let mut master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let mut out = Vec::new();
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        out
-    });
+    let receiver = pty_output_of(listener);
     let out = exec(
         &env,
         &[
