@@ -318,13 +318,30 @@ impl Cgroup {
             }),
             _ => None,
         };
+        // On v1 hako writes the CFS period and quota itself, in runc's order.
+        let mut cpu = r.cpu().clone();
+        let v1_cfs = match cpu.as_mut() {
+            Some(c) if !self.host.unified && !self.systemd => {
+                let cfs = (c.period(), c.quota());
+                c.set_period(None);
+                c.set_quota(None);
+                Some(cfs).filter(|cfs| *cfs != (None, None))
+            }
+            _ => None,
+        };
         self.apply_parts([
             ("memory", only(|p| p.set_memory(*r.memory()))),
-            ("cpu", only(|p| p.set_cpu(r.cpu().clone()))),
+            ("cpu", only(|p| p.set_cpu(cpu))),
             ("pids", only(|p| p.set_pids(*r.pids()))),
             ("blockIO", only(|p| p.set_block_io(block_io))),
             ("unified", only(|p| p.set_unified(r.unified().clone()))),
         ])?;
+        if let Some((period, quota)) = v1_cfs {
+            let dir = self
+                .dir("cpu")
+                .ok_or_else(|| anyhow!("config.json: linux.resources.cpu: no cpu controller"))?;
+            extra::write_v1_cfs(&dir, period, quota)?;
+        }
         if let Some(w) = v2_weight {
             self.apply_io_weight(w)?;
         }

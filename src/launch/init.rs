@@ -105,6 +105,14 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     chan.send(&Msg::RootfsReady)?;
     chan.expect(Msg::Go)?;
     let env = &cfg.process.env;
+    // createContainer hooks start in the rootfs (runc's cwd for them; the spec leaves it open),
+    // so a relative path in a hook names a file of the container.
+    nix::unistd::chdir(cfg.rootfs).with_context(|| {
+        format!(
+            "chdir {} for the createContainer hooks",
+            cfg.rootfs.display()
+        )
+    })?;
     hooks::run_all(
         spec,
         Kind::CreateContainer,
@@ -132,7 +140,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // Before readonlyPaths, which usually include /proc/sys.
     sysctl::apply(&proc, &cfg.container.sysctl)?;
     if cfg.ns.has_mount_ns {
-        rootfs::finish(spec)?;
+        rootfs::finish(spec, &cfg.container.mounts)?;
     }
 
     if let Some(h) = spec.hostname() {

@@ -31,6 +31,10 @@ pub struct MountPlan {
     pub is_bind: bool,
     /// runc's `tmpcopyup`: the new tmpfs starts with a copy of what it covers.
     pub tmpcopyup: bool,
+    /// A read-only tmpfs is mounted writable (`flags` without MS_RDONLY), so that what goes
+    /// inside it can be made (/dev's nodes and mounts, tmpcopyup), and made read-only after
+    /// pivot_root, as runc does.
+    pub ro_after: bool,
 }
 
 impl MountPlan {
@@ -155,6 +159,11 @@ pub fn plan(index: usize, m: &Mount) -> Result<MountPlan> {
     } else {
         (flags, MsFlags::empty())
     };
+    let ro_after = fstype == "tmpfs" && !is_bind && flags.contains(MsFlags::MS_RDONLY);
+    let flags = match ro_after {
+        true => flags - MsFlags::MS_RDONLY,
+        false => flags,
+    };
     let source = m.source().clone();
     if is_bind && source.is_none() {
         bail!("config.json: mounts[{index}].source: a bind mount needs a source");
@@ -174,6 +183,7 @@ pub fn plan(index: usize, m: &Mount) -> Result<MountPlan> {
         // runc's extension means something for tmpfs only; elsewhere runc ignores it too.
         tmpcopyup: m.typ().as_deref() == Some("tmpfs")
             && m.options().iter().flatten().any(|o| o == "tmpcopyup"),
+        ro_after,
     })
 }
 
@@ -715,6 +725,21 @@ mod tests {
         assert_eq!(p.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
         assert_eq!(p.data, "mode=755,size=65536k");
         assert!(!p.is_bind);
+    }
+
+    #[test]
+    fn a_read_only_tmpfs_is_made_read_only_afterwards() {
+        let p = plan(
+            0,
+            &m("tmpfs", "tmpfs", "/dev", &["ro", "nosuid", "mode=755"]),
+        )
+        .unwrap();
+        assert!(p.ro_after);
+        assert_eq!(p.flags, MsFlags::MS_NOSUID);
+        let p = plan(0, &m("bind", "/src", "/dst", &["rbind", "ro"])).unwrap();
+        assert!(!p.ro_after);
+        let p = plan(0, &m("tmpfs", "tmpfs", "/tmp", &["nosuid"])).unwrap();
+        assert!(!p.ro_after);
     }
 
     #[test]

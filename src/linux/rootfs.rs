@@ -207,11 +207,28 @@ pub fn chroot_only(opts: &RootfsOptions) -> Result<()> {
 }
 
 /// After pivot_root: the container's / propagation, masked paths, read-only paths, read-only
-/// root.
-pub fn finish(spec: &Spec) -> Result<()> {
+/// tmpfs mounts and root.
+pub fn finish(spec: &Spec, plans: &[MountPlan]) -> Result<()> {
     if let (_, Some(flags)) = root_propagation(spec)? {
         mount(none(), "/", none(), flags, none())
             .context("config.json: linux.rootfsPropagation")?;
+    }
+    for m in plans.iter().filter(|m| m.ro_after) {
+        // A read-only bind remount of the mount there: it cannot reach a superblock shared
+        // with anything else, whatever is mounted at that path by now.
+        let top = mounts::open_in_root(
+            &open_dir(Path::new("/"))?,
+            &mounts::relative(&m.destination),
+        )
+        .with_context(|| format!("{}.destination: {}", m.field(), m.destination.display()))?;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | m.flags;
+        mount(none(), &mounts::fd_path(&top), none(), flags, none()).with_context(|| {
+            format!(
+                "{}: remount {} read-only",
+                m.field(),
+                m.destination.display()
+            )
+        })?;
     }
     if let Some(linux) = spec.linux() {
         let root = open_dir(Path::new("/"))?;

@@ -367,6 +367,29 @@ fn container_hooks_run_in_the_container_and_runtime_hooks_outside() {
     assert_eq!(read(&b.rootfs().join("ns-startContainer")), container);
 }
 
+/// runc runs createContainer hooks from the rootfs (runc's hooks library test touches
+/// `./lib/...`); hako does the same, whatever directory create was called from.
+#[test]
+fn create_container_hooks_start_in_the_rootfs() {
+    let env = Env::new();
+    let b = bundle(&env, |_, c| {
+        c["hooks"] = json!({"createContainer": [sh("pwd -P > hook-cwd")]});
+        c["process"]["args"] = json!(["cat", "/hook-cwd"]);
+    });
+    let elsewhere = env.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let id = unique_id("hookcwd");
+    let out = output_via_files(
+        env.command(&["run", "-b", b.path(), &id])
+            .current_dir(&elsewhere)
+            .stdin(std::process::Stdio::null()),
+    );
+    ok(&out);
+    let rootfs = b.rootfs().canonicalize().unwrap();
+    assert_eq!(stdout(&out).trim(), rootfs.to_str().unwrap());
+    assert!(!elsewhere.join("hook-cwd").exists());
+}
+
 #[test]
 fn hook_fields_are_checked() {
     let env = Env::new();
