@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::container::Record;
+use crate::linux::mounts;
 use crate::linux::namespaces::{self, NamespacePlan};
 use crate::linux::seccomp::Listener;
 use plan::{ContainerPlan, ProcessPlan};
@@ -150,6 +151,7 @@ fn drive(
                     other => bail!("container init: intermediate process ended badly: {other:?}"),
                 }
             }
+            Some(Msg::OpenMountSources) => send_mount_sources(cfg, chan, *pid)?,
             Some(Msg::RootfsReady) => {
                 parent.rootfs_ready(*pid)?;
                 chan.send(&Msg::Go)?;
@@ -174,6 +176,30 @@ fn drive(
             }
         }
     }
+}
+
+/// In a user namespace the init cannot reach a bind source only the host's root may (below a
+/// 0700 directory). The parent, host root, opens each source for it through the init's root:
+/// the init's mount namespace before pivot_root, a copy of the host's mounts, so the fd is one
+/// the init can bind from and the path means what it means on the host (symlinks resolve
+/// inside that root, magic links are refused). A relative source is relative to the working
+/// directory, as for the init. A source the parent cannot open goes without an fd; the init then
+/// tries the path itself and names the field if that fails.
+fn send_mount_sources(cfg: &InitConfig, chan: &Channel, pid: i32) -> Result<()> {
+    use std::os::fd::AsFd;
+    let root = crate::linux::rootfs::open_dir(Path::new(&format!("/proc/{pid}/root")))
+        .context("open the container init's root")?;
+    let cwd = std::env::current_dir().context("working directory")?;
+    for m in cfg.container.mounts.iter().filter(|m| m.is_bind) {
+        let msg = Msg::MountSource { index: m.index };
+        let source = m.source.as_deref().map(|s| cwd.join(s));
+        let fd = source.and_then(|s| mounts::open_in_root(&root, &mounts::relative(&s)).ok());
+        match fd {
+            Some(fd) => chan.send_with_fd(&Channel::encode(&msg)?, fd.as_fd())?,
+            None => chan.send(&msg)?,
+        }
+    }
+    Ok(())
 }
 
 /// The fds a container gets beyond stdio: 3 .. 3+n.

@@ -23,6 +23,8 @@ pub struct RootfsOptions<'a> {
     pub has_cgroup_ns: bool,
     /// User namespaces holding the idmaps of idmapped mounts, by `mounts[]` index.
     pub idmaps: &'a [(usize, OwnedFd)],
+    /// Bind sources the parent opened (O_PATH), by `mounts[]` index.
+    pub sources: &'a [(usize, OwnedFd)],
 }
 
 /// `linux.rootfsPropagation` as (the propagation of the runtime's / in the new mount namespace
@@ -82,7 +84,7 @@ fn none() -> Option<&'static str> {
     None
 }
 
-fn open_dir(path: &Path) -> Result<OwnedFd> {
+pub fn open_dir(path: &Path) -> Result<OwnedFd> {
     let fd = open(
         path,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -128,7 +130,12 @@ pub fn prepare(
                 .iter()
                 .find(|(i, _)| *i == m.index)
                 .map(|(_, fd)| fd);
-            mounts::apply(&root, m, opts.in_userns, idmap)?;
+            let source = opts
+                .sources
+                .iter()
+                .find(|(i, _)| *i == m.index)
+                .map(|(_, fd)| fd);
+            mounts::apply(&root, m, opts.in_userns, idmap, source)?;
         }
     }
     let dev_is_bound = plans
