@@ -7,6 +7,7 @@ pub mod device_bpf;
 pub mod devices;
 pub mod extra;
 pub mod host;
+mod hybrid;
 pub mod join;
 pub mod oom;
 pub mod stats;
@@ -257,7 +258,18 @@ impl Cgroup {
     pub fn add_task(&self, pid: i32) -> Result<()> {
         self.manager
             .add_task(Pid::from_raw(pid))
-            .map_err(flat("add the container's process", &self.path))
+            .map_err(flat("add the container's process", &self.path))?;
+        match self.hybrid_unified_dir() {
+            Some(dir) => hybrid::add(&dir, pid),
+            None => Ok(()),
+        }
+    }
+
+    /// The container's cgroup2 directory on a hybrid host (hybrid.rs).
+    fn hybrid_unified_dir(&self) -> Option<PathBuf> {
+        (!self.host.unified && !self.systemd)
+            .then(|| hybrid::unified_dir(&self.path))
+            .flatten()
     }
 
     /// Applies a container's `linux.resources` at create: checked against the host, the device
@@ -472,7 +484,11 @@ impl Cgroup {
     }
 
     pub fn remove(&self) -> Result<()> {
-        self.manager.remove().map_err(flat("remove", &self.path))
+        self.manager.remove().map_err(flat("remove", &self.path))?;
+        match self.hybrid_unified_dir() {
+            Some(dir) => hybrid::remove(&dir),
+            None => Ok(()),
+        }
     }
 }
 

@@ -552,7 +552,11 @@ fn what_the_host_cannot_apply_is_a_clear_error() {
         env.hako(&["create", "-b", b.path(), &unique_id("bad")])
     };
     let out = create(&|c| c["linux"]["resources"]["unified"] = json!({"memory.high": "1M"}));
-    assert_error(&out, "linux.resources.unified: needs cgroup v2");
+    // runc's "invalid configuration" (its suite greps it) after the field.
+    assert_error(
+        &out,
+        "linux.resources.unified: invalid configuration: needs cgroup v2",
+    );
     if !Path::new("/sys/fs/cgroup/hugetlb").exists() {
         let out = create(&|c| {
             c["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 1}])

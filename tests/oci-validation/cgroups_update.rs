@@ -1,5 +1,6 @@
-//! Limits changed on a live v1 container where the order of the writes decides whether the
-//! kernel takes them (runc's update.bats), and runc 1.1.5's reading of device access letters.
+//! v1 hosts as runc's suite sees them: limits changed on a live container where the order of
+//! the writes decides whether the kernel takes them (update.bats), runc 1.1.5's reading of
+//! device access letters, and the cgroup2 hierarchy of a hybrid host (cgroups.bats).
 
 use std::path::PathBuf;
 
@@ -120,4 +121,28 @@ fn device_access_letters_beyond_rwm_are_dropped_with_a_warning() {
     let pid = env.state(&id)["pid"].as_i64().unwrap();
     let list = cg_read(pid, "devices", "devices.list");
     assert!(list.lines().any(|l| l == "c 1:11 rw"), "{list}");
+}
+
+/// On a hybrid host the container (and what exec starts in it) is also in a cgroup of the
+/// cgroup2 hierarchy at /sys/fs/cgroup/unified, at its own path, as with runc; delete removes it.
+#[test]
+fn hybrid_host_groups_the_container_in_the_cgroup2_hierarchy_too() {
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    if !v1_host() || !unified.join("cgroup.procs").exists() {
+        return;
+    }
+    let env = Env::new();
+    let name = unique_id("hybrid");
+    let (id, pid) = started(&env, "sleep 1000", |c| {
+        c["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+    });
+    let last = |text: String| text.lines().last().unwrap_or_default().to_string();
+    let run_cgroup = last(std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap());
+    assert_eq!(run_cgroup, format!("0::/{name}"));
+    let out = env.hako(&["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(last(stdout(&out)), run_cgroup);
+    let out = env.hako(&["delete", "-f", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!unified.join(&name).exists(), "cgroup2 directory left");
 }

@@ -233,6 +233,12 @@ fn notify_without_an_agent_fails_create() {
         "listenerPath": sock, "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_NOTIFY"}]})));
     let out = env.hako(&["create", "-b", b.path(), &unique_id("noagent")]);
     assert_error(&out, "config.json: linux.seccomp.listenerPath: ");
+    // runc's words (its suite greps them).
+    assert!(
+        stderr(&out).contains("failed to connect with seccomp agent"),
+        "{}",
+        stderr(&out)
+    );
     assert!(env.ids().is_empty(), "left behind: {:?}", env.ids());
 }
 
