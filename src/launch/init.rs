@@ -179,7 +179,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         sched::apply_personality(p)?;
     }
 
-    let ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, true)?;
+    let mut ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, true)?;
     chan.send(&Msg::Created)?;
     let start = wait_for_start(&proc, cfg.exec_fifo.as_raw_fd())?;
     // The runtime's /proc is a way out of the container (its fd/N, its pids' roots): closed
@@ -193,6 +193,14 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         unsafe { libc::_exit(1) }
     };
     let own = own_state(cfg, Status::Created);
+    // startContainer hooks run in the container under its seccomp filter, as runc runs them
+    // (without noNewPrivileges it is in already). With none, hako makes no syscall of its own
+    // under the filter but execve.
+    if !hooks::of(spec, Kind::StartContainer).is_empty() {
+        if let Err(err) = ready.install_seccomp_now() {
+            fail(err);
+        }
+    }
     if let Err(err) = hooks::run_all(spec, Kind::StartContainer, &own, Some(env)) {
         fail(err);
     }

@@ -190,7 +190,10 @@ fn a_hook_past_its_timeout_is_killed_and_create_fails_naming_it() {
             c["hooks"] = json!({ kind: [hook] });
         });
         let out = env.hako(&["create", "-b", b.path(), &id]);
-        assert_error(&out, &format!("hooks.{kind}[0] (/bin/sh): killed"));
+        assert_error(
+            &out,
+            &format!("hooks.{kind}[0] (/bin/sh): error running hook: killed"),
+        );
         assert!(stderr(&out).contains("timeout of 1s"), "{}", stderr(&out));
         assert!(
             eventually(|| running_with(&token).is_empty()),
@@ -225,7 +228,10 @@ fn failing(rootfs: &Path, c: &mut Value, kind: &str) {
 }
 
 fn assert_hook_error(out: &std::process::Output, kind: &str) {
-    assert_error(out, &format!("hooks.{kind}[1] (/bin/sh): exit status 7"));
+    assert_error(
+        out,
+        &format!("hooks.{kind}[1] (/bin/sh): error running hook: exit status 7"),
+    );
     assert!(
         stderr(out).contains("no network for you; try later"),
         "{}",
