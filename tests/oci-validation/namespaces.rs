@@ -190,4 +190,22 @@ fn bind_sources_only_host_root_can_reach_work_in_a_user_namespace() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "dir-a\nfile-b\ndir-a\n0 1 2 3 ");
+
+    // The init closed the sources' fds before pivot_root: a created container's init, which
+    // waits for `start` with the container's namespaces and root, holds none of them.
+    let id = unique_id("usernsbind");
+    let out = output_via_files(
+        env.command(&["create", "-b", b.path(), &id])
+            .current_dir(env.dir.path())
+            .stdin(std::process::Stdio::null()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    let held: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|l| l.starts_with(&locked))
+        .collect();
+    assert!(held.is_empty(), "the init holds {held:?}");
 }
