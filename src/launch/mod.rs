@@ -187,13 +187,19 @@ fn drive(
 /// tries the path itself and names the field if that fails.
 fn send_mount_sources(cfg: &InitConfig, chan: &Channel, pid: i32) -> Result<()> {
     use std::os::fd::AsFd;
-    let root = crate::linux::rootfs::open_dir(Path::new(&format!("/proc/{pid}/root")))
-        .context("open the container init's root")?;
-    let cwd = std::env::current_dir().context("working directory")?;
+    // Not reachable (a parent without the rights over the init, as when rootless): no fds.
+    let root = crate::linux::rootfs::open_dir(Path::new(&format!("/proc/{pid}/root"))).ok();
+    let cwd = std::env::current_dir().ok();
     for m in cfg.container.mounts.iter().filter(|m| m.is_bind) {
         let msg = Msg::MountSource { index: m.index };
-        let source = m.source.as_deref().map(|s| cwd.join(s));
-        let fd = source.and_then(|s| mounts::open_in_root(&root, &mounts::relative(&s)).ok());
+        let source = m.source.as_deref().and_then(|s| match s.is_absolute() {
+            true => Some(s.to_path_buf()),
+            false => cwd.as_ref().map(|c| c.join(s)),
+        });
+        let fd = root
+            .as_ref()
+            .zip(source)
+            .and_then(|(root, s)| mounts::open_in_root(root, &mounts::relative(&s)).ok());
         match fd {
             Some(fd) => chan.send_with_fd(&Channel::encode(&msg)?, fd.as_fd())?,
             None => chan.send(&msg)?,
