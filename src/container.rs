@@ -3,6 +3,7 @@
 //! never change one container at once. The status is derived from the live process.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -107,6 +108,20 @@ impl Record {
     /// The state JSON for hooks and `hako state`, with the given status.
     pub fn state_json(&self, status: Status) -> String {
         serde_json::to_string(&self.public(status)).unwrap_or_default()
+    }
+}
+
+/// The state directory: `--root`, else root's `/run/hako`, else (non-root, runc's rule)
+/// `$XDG_RUNTIME_DIR/hako`; a non-root user without XDG_RUNTIME_DIR has to say where.
+pub fn state_root(given: Option<&Path>, euid: u32, xdg: Option<&OsStr>) -> Result<PathBuf> {
+    match (given, euid, xdg) {
+        (Some(root), _, _) => Ok(root.to_path_buf()),
+        (None, 0, _) => Ok(PathBuf::from(crate::cli::DEFAULT_ROOT)),
+        (None, _, Some(xdg)) if !xdg.is_empty() => Ok(Path::new(xdg).join("hako")),
+        (None, uid, _) => bail!(
+            "running as uid {uid} (rootless): XDG_RUNTIME_DIR is not set, so there is no default \
+             state directory: set XDG_RUNTIME_DIR or pass --root DIR"
+        ),
     }
 }
 

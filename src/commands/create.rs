@@ -76,6 +76,19 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         }
     };
     let cgroup_path = cgroups::resolve_path(&b.spec, &args.id, g.systemd_cgroup)?;
+    // Rootless without a writable cgroup: none at all, recorded as an empty path.
+    let use_cgroup = nix::unistd::geteuid().is_root()
+        || g.systemd_cgroup
+        || cgroups::rootless::decide(
+            &cgroups::host::Host::detect()?,
+            &cgroup_path,
+            &linux_resources(&b.spec),
+        )?;
+    let cgroup_path = if use_cgroup {
+        cgroup_path
+    } else {
+        std::path::PathBuf::new()
+    };
     let record = Record {
         oci_version: b.spec.version().clone(),
         id: args.id.clone(),
@@ -96,8 +109,13 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     if g.root.join(&args.id).exists() {
         bail!("container {:?} already exists", args.id);
     }
-    let cgroup = Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?;
-    cgroup.ensure_unused()?;
+    let cgroup = match use_cgroup {
+        true => Some(Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?),
+        false => None,
+    };
+    if let Some(cg) = &cgroup {
+        cg.ensure_unused()?;
+    }
     let mut c = Container::reserve(&g.root, record)?;
     trace::phase("container record reserved");
     let mut hooks_began = false;
@@ -185,7 +203,7 @@ struct InitParts {
     console_socket: Option<OwnedFd>,
     process: ProcessPlan,
     container: ContainerPlan,
-    cgroup: Cgroup,
+    cgroup: Option<Cgroup>,
     netdevs: Vec<netdev::NetDevPlan>,
 }
 
@@ -211,7 +229,7 @@ fn build(
     nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
         .with_context(|| format!("chown {}", fifo.display()))?;
     container::mark_fifo_waiting(&fifo)?;
-    let cgroup = &parts.cgroup;
+    let cgroup = parts.cgroup.as_ref();
     let cfg = InitConfig {
         spec: &b.spec,
         rootfs: &b.rootfs,
@@ -250,7 +268,7 @@ fn build(
 
 struct Parent<'a> {
     c: &'a mut Container,
-    cgroup: &'a Cgroup,
+    cgroup: Option<&'a Cgroup>,
     spec: &'a oci_spec::runtime::Spec,
     hooks_began: bool,
     netdevs: &'a [netdev::NetDevPlan],
@@ -263,15 +281,12 @@ impl Handshake for Parent<'_> {
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
         trace::phase("init cloned");
-        self.cgroup.add_task(pid)?;
+        let Some(cgroup) = self.cgroup else {
+            return Ok(());
+        };
+        cgroup.add_task(pid)?;
         // Even without linux.resources the device rules apply (deny all but the defaults).
-        let resources = self
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().clone())
-            .unwrap_or_default();
-        self.cgroup.apply(&resources)?;
+        cgroup.apply(&linux_resources(self.spec))?;
         trace::phase("init in its cgroup");
         Ok(())
     }
@@ -295,6 +310,13 @@ impl Handshake for Parent<'_> {
         let state = serde_json::from_str(&self.c.record.state_json(Status::Creating))?;
         seccomp::send_to_agent(listener, pid, state, fd.as_fd())
     }
+}
+
+fn linux_resources(spec: &oci_spec::runtime::Spec) -> oci_spec::runtime::LinuxResources {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default()
 }
 
 /// A user namespace for each idmapped mount (one with uidMappings or gidMappings).

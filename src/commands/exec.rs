@@ -140,6 +140,13 @@ struct Parent<'a> {
 impl ExecParent for Parent<'_> {
     fn spawned(&mut self, pid: i32) -> Result<()> {
         let init = self.record.pid;
+        // Rootless without a cgroup: the process stays in the caller's, as the init did.
+        if self.record.cgroup_path.as_os_str().is_empty() {
+            if let Some(sub) = self.sub_cgroups.first() {
+                anyhow::bail!("--cgroup {sub}: the container has no cgroup (rootless)");
+            }
+            return Ok(());
+        }
         cgroups::join::join(init, pid, None, Path::new(""))
             .with_context(|| format!("container {:?}: its cgroup", self.record.id))?;
         for sub in self.sub_cgroups {

@@ -37,9 +37,6 @@ pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
 }
 
 fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
-    // Until execve, /proc/self/exe of this process is the hako binary: keep it unreachable
-    // from the container (CVE-2019-5736).
-    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     // SAFETY: restoring the default disposition (Rust's runtime ignores SIGPIPE; an ignored
     // signal would stay ignored across execve).
@@ -68,6 +65,11 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         chan.send(&Msg::WriteIdMaps)?;
         chan.expect(Msg::IdMapsWritten)?;
     }
+    // Until execve, /proc/self/exe of this process is the hako binary: keep it unreachable
+    // from the container (CVE-2019-5736). Not before the parent wrote a new user namespace's
+    // maps: a non-dumpable process's /proc files belong to root, so a non-root parent could not.
+    // Nothing of the container's runs yet.
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     if cfg.ns.has_user_ns {
         become_root()?;
     }

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::container::Record;
-use crate::linux::namespaces::{self, NamespacePlan};
+use crate::linux::namespaces::NamespacePlan;
 use crate::linux::seccomp::Listener;
 use plan::{ContainerPlan, ProcessPlan};
 use sync::{Channel, Msg};
@@ -74,25 +74,6 @@ fn clone_process(flags: CloneFlags) -> Result<i32> {
     Ok(rc as i32)
 }
 
-fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
-    let Some(linux) = spec.linux() else {
-        return Ok(());
-    };
-    for (file, maps, field) in [
-        ("uid_map", linux.uid_mappings(), "linux.uidMappings"),
-        ("gid_map", linux.gid_mappings(), "linux.gidMappings"),
-    ] {
-        let text = namespaces::id_map_text(maps.as_deref().unwrap_or_default());
-        if text.is_empty() {
-            continue;
-        }
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text)
-            .with_context(|| format!("config.json: {field}: write {path}"))?;
-    }
-    Ok(())
-}
-
 /// Kills what the handshake started (used on every error path).
 fn kill_and_reap(first: i32, last: i32) {
     for pid in [last, first] {
@@ -129,7 +110,7 @@ fn drive(
 ) -> Result<()> {
     parent.spawned(first)?;
     if cfg.ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
-        write_id_maps(cfg.spec, first)?;
+        crate::linux::userns::write_maps(cfg.spec, first)?;
     }
     chan.send(&Msg::Proceed)?;
     loop {
@@ -139,7 +120,7 @@ fn drive(
         };
         match msg {
             Some(Msg::WriteIdMaps) => {
-                write_id_maps(cfg.spec, first)?;
+                crate::linux::userns::write_maps(cfg.spec, first)?;
                 chan.send(&Msg::IdMapsWritten)?;
             }
             Some(Msg::Pid { pid: p }) => {
