@@ -300,6 +300,9 @@ impl Cgroup {
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
         let needs = host::needs(r, self.host.unified)?;
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
+        if self.rootless && !self.host.unified {
+            return self.apply_rootless_v1(r);
+        }
         if !self.rootless {
             self.apply_devices(r)?;
         }
@@ -320,10 +323,17 @@ impl Cgroup {
     pub fn update(&self, r: &LinuxResources) -> Result<()> {
         let needs = host::needs(r, self.host.unified)?;
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
+        if self.rootless && !self.host.unified {
+            return self.apply_rootless_v1(&update::live_subset(r));
+        }
         if self.host.unified && !self.rootless {
             self.apply_devices(r)?;
         }
         self.apply_live(&update::live_subset(r))
+    }
+
+    fn apply_rootless_v1(&self, r: &LinuxResources) -> Result<()> {
+        extra::apply(&rootless::v1_writes(r)?, |c| self.dir(c))
     }
 
     /// The device rules: v1 through libcgroups (devices.allow/deny), v2 as a BPF program —

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use oci_spec::runtime::LinuxResources;
 
+use super::extra::Write;
 use super::host::{Host, CGROUP_ROOT};
 
 /// The v1 controllers libcgroups' v1 manager puts a process in (every one mounted).
@@ -79,6 +80,105 @@ pub fn needs_cgroup(r: &LinuxResources) -> Vec<&'static str> {
         "unified",
     );
     keys
+}
+
+/// On cgroup v1 a non-root user's resources are written by hako: libcgroups' v1 manager
+/// always writes device rules too, which take CAP_SYS_ADMIN. The keys a user's cgroup can hold,
+/// in an order the kernel accepts (memsw after the limit, the period before the quota); any
+/// other key is an error naming it.
+pub fn v1_writes(r: &LinuxResources) -> Result<Vec<Write>> {
+    let mut out = Vec::new();
+    let mut w = |key: &str, controller, file, value: String| {
+        out.push(Write {
+            key: format!("linux.resources.{key}"),
+            controller,
+            files: vec![file],
+            value,
+            only_if_different: false,
+        })
+    };
+    if let Some(p) = r.pids() {
+        let limit = p.limit();
+        let value = if limit > 0 {
+            limit.to_string()
+        } else {
+            "max".to_string()
+        };
+        w("pids.limit", "pids", "pids.max", value);
+    }
+    if let Some(m) = r.memory() {
+        if let Some(v) = m.limit() {
+            w(
+                "memory.limit",
+                "memory",
+                "memory.limit_in_bytes",
+                v.to_string(),
+            );
+        }
+        if let Some(v) = m.reservation() {
+            w(
+                "memory.reservation",
+                "memory",
+                "memory.soft_limit_in_bytes",
+                v.to_string(),
+            );
+        }
+        if let Some(v) = m.swap() {
+            w(
+                "memory.swap",
+                "memory",
+                "memory.memsw.limit_in_bytes",
+                v.to_string(),
+            );
+        }
+        let other = m.kernel().is_some()
+            || m.kernel_tcp().is_some()
+            || m.swappiness().is_some()
+            || m.disable_oom_killer().is_some()
+            || m.use_hierarchy().is_some()
+            || m.check_before_update().is_some();
+        if other {
+            unsupported("memory")?;
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(v) = c.shares() {
+            w("cpu.shares", "cpu", "cpu.shares", v.to_string());
+        }
+        if let Some(v) = c.period() {
+            w("cpu.period", "cpu", "cpu.cfs_period_us", v.to_string());
+        }
+        if let Some(v) = c.quota() {
+            w("cpu.quota", "cpu", "cpu.cfs_quota_us", v.to_string());
+        }
+        if let Some(v) = c.cpus() {
+            w("cpu.cpus", "cpuset", "cpuset.cpus", v.clone());
+        }
+        if let Some(v) = c.mems() {
+            w("cpu.mems", "cpuset", "cpuset.mems", v.clone());
+        }
+        let other = c.realtime_runtime().is_some()
+            || c.realtime_period().is_some()
+            || c.idle().is_some()
+            || c.burst().is_some();
+        if other {
+            unsupported("cpu")?;
+        }
+    }
+    for key in needs_cgroup(r) {
+        if !["pids", "memory", "cpu"].contains(&key) {
+            unsupported(key)?;
+        }
+    }
+    Ok(out)
+}
+
+fn unsupported(key: &str) -> Result<()> {
+    bail!(
+        "config.json: linux.resources.{key}: not supported rootless on cgroup v1 (a user's \
+         cgroup takes pids.limit, memory limit/reservation/swap and cpu \
+         shares/period/quota/cpus/mems)"
+    )
 }
 
 /// Whether a non-root user's container gets its cgroup at `path`; says which on one warning
@@ -165,6 +265,31 @@ mod tests {
             unusable(&d, exists, only_memory),
             Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/u"))
         );
+    }
+
+    #[test]
+    fn v1_keys_a_user_can_write_in_order() {
+        let r: LinuxResources = serde_json::from_str(
+            r#"{"pids":{"limit":0},"memory":{"limit":1000,"swap":2000},
+                "cpu":{"quota":5000,"period":10000}}"#,
+        )
+        .unwrap();
+        let w: Vec<(String, String)> = v1_writes(&r)
+            .unwrap()
+            .into_iter()
+            .map(|w| (w.files[0].to_string(), w.value))
+            .collect();
+        let want = [
+            ("pids.max", "max"),
+            ("memory.limit_in_bytes", "1000"),
+            ("memory.memsw.limit_in_bytes", "2000"),
+            ("cpu.cfs_period_us", "10000"),
+            ("cpu.cfs_quota_us", "5000"),
+        ];
+        assert_eq!(w, want.map(|(f, v)| (f.to_string(), v.to_string())));
+        let r: LinuxResources = serde_json::from_str(r#"{"blockIO":{"weight":100}}"#).unwrap();
+        let err = v1_writes(&r).unwrap_err().to_string();
+        assert!(err.starts_with("config.json: linux.resources.blockIO: not supported rootless"));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
     let ns = namespaces::plan(b.spec.linux().as_ref())?;
+    crate::linux::userns::check_helpers(&b.spec)?;
     let joins_net = ns
         .joins
         .iter()

@@ -85,22 +85,59 @@ pub fn write_maps(spec: &Spec, pid: i32) -> Result<()> {
     Ok(())
 }
 
-fn run_helper(field: &str, program: &str, pid: i32, args: &[String]) -> Result<()> {
-    let subids = if program == "newuidmap" {
+/// Before anything is made: the helpers the maps need are there.
+pub fn check_helpers(spec: &Spec) -> Result<()> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let root = nix::unistd::geteuid().is_root();
+    let own = [
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    ];
+    for (i, (maps, field)) in [
+        (linux.uid_mappings(), "linux.uidMappings"),
+        (linux.gid_mappings(), "linux.gidMappings"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let maps = maps.as_deref().unwrap_or_default();
+        if let Writer::Helper { program, .. } = plan(maps, own[i], root, i == 1) {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            if !std::env::split_paths(&path).any(|d| d.join(program).is_file()) {
+                bail!("{}", missing(&format!("config.json: {field}"), program));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn subids_file(program: &str) -> &'static str {
+    if program == "newuidmap" {
         "/etc/subuid"
     } else {
         "/etc/subgid"
-    };
+    }
+}
+
+fn missing(field: &str, program: &str) -> String {
+    format!(
+        "{field}: as non-root, a mapping other than one's own id needs {program} \
+         (package uidmap) and a range in {}: {program} not found",
+        subids_file(program)
+    )
+}
+
+fn run_helper(field: &str, program: &str, pid: i32, args: &[String]) -> Result<()> {
+    let subids = subids_file(program);
     let out = match Command::new(program)
         .arg(pid.to_string())
         .args(args)
         .output()
     {
         Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "{field}: as non-root, a mapping other than one's own id needs {program} \
-             (package uidmap) and a range in {subids}: {program} not found"
-        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{}", missing(field, program)),
         Err(e) => bail!("{field}: {program}: {e}"),
     };
     if !out.status.success() {
