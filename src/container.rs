@@ -336,6 +336,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn state_root_follows_runcs_rule() {
+        let xdg = Some(OsStr::new("/run/user/1000"));
+        let given = Some(Path::new("/tmp/r"));
+        assert_eq!(
+            state_root(given, 1000, None).unwrap(),
+            PathBuf::from("/tmp/r")
+        );
+        assert_eq!(
+            state_root(None, 0, xdg).unwrap(),
+            PathBuf::from("/run/hako")
+        );
+        assert_eq!(
+            state_root(None, 1000, xdg).unwrap(),
+            PathBuf::from("/run/user/1000/hako")
+        );
+        for unset in [None, Some(OsStr::new(""))] {
+            let err = state_root(None, 1000, unset).unwrap_err().to_string();
+            assert!(
+                err.contains("XDG_RUNTIME_DIR") && err.contains("--root"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn ids() {
         for bad in ["", ".", "..", "../x", "a/b", "a b", "x\n"] {
             assert!(validate_id(bad).is_err(), "{bad:?} accepted");

@@ -118,12 +118,17 @@ impl Rootless {
 
     /// `hako ARGS` as the user, in `cwd`, with HOME and XDG_RUNTIME_DIR set (no --root).
     fn command(&self, cwd: &Path, args: &[&str]) -> Command {
+        self.program(&hako_bin(), cwd, args)
+    }
+
+    /// `program ARGS` as the user.
+    fn program(&self, program: &str, cwd: &Path, args: &[&str]) -> Command {
         // By its path: a test may give the user a PATH without it.
         let mut c = Command::new("/usr/bin/setpriv");
         c.arg(format!("--reuid={}", self.ids.uid))
             .arg(format!("--regid={}", self.ids.gid))
             .arg("--clear-groups")
-            .arg(hako_bin())
+            .arg(program)
             .args(args)
             .current_dir(cwd)
             .env_clear()
@@ -475,4 +480,72 @@ fn a_cgroup_chowned_to_the_user_is_used() {
     assert!(w[0].contains("is writable by this user: using it"), "{w:?}");
     assert!(deleted.status.success(), "{}", stderr(&deleted));
     assert!(gone, "delete left the container's cgroup");
+}
+
+/// Leaves of a JSON value as (path, value) pairs.
+fn leaves(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .for_each(|(k, v)| leaves(v, format!("{path}.{k}"), out)),
+        Value::Array(a) if a.iter().any(|x| x.is_object()) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| leaves(v, format!("{path}[{i}]"), out)),
+        _ => out.push((path, v.clone())),
+    }
+}
+
+#[test]
+fn spec_rootless_matches_runcs_but_where_hakos_spec_differs_anyway() {
+    let Some(r) = Rootless::new() else { return };
+    if !Path::new("/usr/sbin/runc").exists() {
+        eprintln!("skipped: runc is not installed");
+        return;
+    }
+    let spec_of = |program: &str| -> Value {
+        let dir = r
+            .dir
+            .path()
+            .join(unique_id(program.rsplit('/').next().unwrap()));
+        std::fs::create_dir(&dir).unwrap();
+        chown_tree(&dir, r.ids);
+        let out = output_via_files(&mut r.program(program, &dir, &["spec", "--rootless"]));
+        assert!(out.status.success(), "{program} spec: {}", stderr(&out));
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap()
+    };
+    let (mut hako, mut runc) = (Vec::new(), Vec::new());
+    leaves(&spec_of(&hako_bin()), String::new(), &mut hako);
+    leaves(&spec_of("/usr/sbin/runc"), String::new(), &mut runc);
+    // Capability sets are sets: their order means nothing.
+    for (path, v) in hako.iter_mut().chain(runc.iter_mut()) {
+        if let (true, Value::Array(a)) = (path.starts_with(".process.capabilities"), v) {
+            a.sort_by_key(|c| c.to_string());
+        }
+    }
+    // Where `hako spec` differs from `runc spec` with or without --rootless: the spec version,
+    // the hostname, a cgroup namespace, the inheritable capabilities (oci-spec's default).
+    let deliberate = [
+        ".ociVersion",
+        ".hostname",
+        ".annotations",
+        ".linux.namespaces",
+        ".process.capabilities.inheritable",
+    ];
+    let keep = |l: &Vec<(String, Value)>| -> Vec<(String, Value)> {
+        l.iter()
+            .filter(|(p, _)| !deliberate.iter().any(|d| p.starts_with(d)))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(keep(&hako), keep(&runc));
+    // The namespaces: runc's, and a cgroup namespace.
+    let ns = |l: &Vec<(String, Value)>| -> Vec<Value> {
+        l.iter()
+            .filter(|(p, _)| p.starts_with(".linux.namespaces"))
+            .map(|(_, v)| v.clone())
+            .filter(|v| v != "cgroup")
+            .collect()
+    };
+    assert_eq!(ns(&hako), ns(&runc));
 }
