@@ -111,16 +111,17 @@ impl Record {
     }
 }
 
-/// The state directory: `--root`, else root's `/run/hako`, else (non-root, runc's rule)
-/// `$XDG_RUNTIME_DIR/hako`; a non-root user without XDG_RUNTIME_DIR has to say where.
-pub fn state_root(given: Option<&Path>, euid: u32, xdg: Option<&OsStr>) -> Result<PathBuf> {
-    match (given, euid, xdg) {
+/// The state directory: `--root`, else root's `/run/hako`, else (rootless, runc's rule)
+/// `$XDG_RUNTIME_DIR/hako`; a rootless user without XDG_RUNTIME_DIR has to say where.
+pub fn state_root(given: Option<&Path>, rootless: bool, xdg: Option<&OsStr>) -> Result<PathBuf> {
+    match (given, rootless, xdg) {
         (Some(root), _, _) => Ok(root.to_path_buf()),
-        (None, 0, _) => Ok(PathBuf::from(crate::cli::DEFAULT_ROOT)),
-        (None, _, Some(xdg)) if !xdg.is_empty() => Ok(Path::new(xdg).join("hako")),
-        (None, uid, _) => bail!(
-            "running as uid {uid} (rootless): XDG_RUNTIME_DIR is not set, so there is no default \
-             state directory: set XDG_RUNTIME_DIR or pass --root DIR"
+        (None, false, _) => Ok(PathBuf::from(crate::cli::DEFAULT_ROOT)),
+        (None, true, Some(xdg)) if !xdg.is_empty() => Ok(Path::new(xdg).join("hako")),
+        (None, true, _) => bail!(
+            "running rootless (uid {}): XDG_RUNTIME_DIR is not set, so there is no default \
+             state directory: set XDG_RUNTIME_DIR or pass --root DIR",
+            nix::unistd::geteuid()
         ),
     }
 }
@@ -340,19 +341,19 @@ mod tests {
         let xdg = Some(OsStr::new("/run/user/1000"));
         let given = Some(Path::new("/tmp/r"));
         assert_eq!(
-            state_root(given, 1000, None).unwrap(),
+            state_root(given, true, None).unwrap(),
             PathBuf::from("/tmp/r")
         );
         assert_eq!(
-            state_root(None, 0, xdg).unwrap(),
+            state_root(None, false, xdg).unwrap(),
             PathBuf::from("/run/hako")
         );
         assert_eq!(
-            state_root(None, 1000, xdg).unwrap(),
+            state_root(None, true, xdg).unwrap(),
             PathBuf::from("/run/user/1000/hako")
         );
         for unset in [None, Some(OsStr::new(""))] {
-            let err = state_root(None, 1000, unset).unwrap_err().to_string();
+            let err = state_root(None, true, unset).unwrap_err().to_string();
             assert!(
                 err.contains("XDG_RUNTIME_DIR") && err.contains("--root"),
                 "{err}"

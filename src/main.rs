@@ -49,7 +49,7 @@ fn main() {
         Command::Features => commands::features::run().map(|()| 0),
         _ => container::state_root(
             cli.root.as_deref(),
-            nix::unistd::geteuid().as_raw(),
+            linux::userns::rootless(),
             std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
         )
         .and_then(|root| {

@@ -153,7 +153,7 @@ pub struct Cgroup {
     pub path: PathBuf,
     pub host: Host,
     systemd: bool,
-    /// Run by a non-root user: device rules are not applied (runc's rootless rule: they need
+    /// Run rootless: device rules are not applied (runc's rootless rule: they need
     /// CAP_SYS_ADMIN on the host, and a user namespace cannot make device nodes anyway).
     rootless: bool,
 }
@@ -173,9 +173,7 @@ fn only(set: impl FnOnce(&mut LinuxResources) -> &mut LinuxResources) -> LinuxRe
 impl Cgroup {
     pub fn open(path: &Path, systemd: bool, id: &str) -> Result<Cgroup> {
         let host = Host::detect()?;
-        if systemd
-            && !nix::unistd::geteuid().is_root()
-            && !Path::new("/run/systemd/system").exists()
+        if systemd && crate::linux::userns::rootless() && !Path::new("/run/systemd/system").exists()
         {
             bail!(
                 "--systemd-cgroup: as non-root (uid {}) hako would use the user's systemd \
@@ -205,7 +203,7 @@ impl Cgroup {
             path: path.to_path_buf(),
             host,
             systemd,
-            rootless: !nix::unistd::geteuid().is_root(),
+            rootless: crate::linux::userns::rootless(),
         })
     }
 

@@ -78,7 +78,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     };
     let cgroup_path = cgroups::resolve_path(&b.spec, &args.id, g.systemd_cgroup)?;
     // Rootless without a writable cgroup: none at all, recorded as an empty path.
-    let use_cgroup = nix::unistd::geteuid().is_root()
+    let use_cgroup = !crate::linux::userns::rootless()
         || g.systemd_cgroup
         || cgroups::rootless::decide(
             &cgroups::host::Host::detect()?,
@@ -245,6 +245,7 @@ fn build(
         record: c.record.clone(),
         process: parts.process,
         container: parts.container,
+        rootless: crate::linux::userns::rootless(),
     };
     let mut parent = Parent {
         c,

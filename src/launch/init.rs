@@ -91,7 +91,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     let opts = rootfs::RootfsOptions {
         rootfs: cfg.rootfs,
         no_pivot: cfg.no_pivot,
-        in_userns: cfg.ns.has_user_ns,
+        in_userns: cfg.ns.has_user_ns || cfg.rootless,
         has_cgroup_ns: linux
             .and_then(|l| l.namespaces().as_ref())
             .is_some_and(|n| {

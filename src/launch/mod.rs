@@ -46,6 +46,9 @@ pub struct InitConfig<'a> {
     pub process: ProcessPlan,
     /// Mounts, sysctls, clocks, personality.
     pub container: ContainerPlan,
+    /// hako runs rootless (linux/userns.rs): device nodes cannot be made, even without a user
+    /// namespace in the config (rootless podman runs hako inside its own).
+    pub rootless: bool,
 }
 
 /// What the parent does at the handshake's points.

@@ -11,6 +11,21 @@ use oci_spec::runtime::{LinuxIdMapping, Spec};
 
 use super::namespaces::id_map_text;
 
+/// Whether hako runs without real root, by runc's rule: a non-root euid, or root inside a
+/// user namespace (rootless podman runs its runtime so) unless `USER=root` says it is root's.
+pub fn rootless() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    in_userns(&map) && std::env::var("USER").map_or(true, |u| u != "root")
+}
+
+/// Whether a /proc/PID/uid_map is another than the initial namespace's identity map.
+pub fn in_userns(uid_map: &str) -> bool {
+    uid_map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]
+}
+
 /// How one map gets written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Writer {
@@ -164,6 +179,13 @@ mod tests {
             .size(s)
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn the_initial_user_namespace_by_its_map() {
+        assert!(!in_userns("         0          0 4294967295\n"));
+        assert!(in_userns("         0       1000          1\n"));
+        assert!(in_userns(""));
     }
 
     #[test]
