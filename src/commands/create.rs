@@ -60,6 +60,9 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         &extra_env,
         &capabilities::own_bounding()?,
     )?;
+    if crate::linux::userns::rootless() {
+        plan::check_rootless(&process)?;
+    }
     let container = plan::container(&b.spec, ns.has_mount_ns)?;
     trace::phase("process and container planned");
     let joins = namespaces::open_joins(&ns.joins)?;

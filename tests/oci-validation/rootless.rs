@@ -455,7 +455,7 @@ fn a_cgroup_chowned_to_the_user_is_used() {
         }
     };
     let b = r.bundle(|c| {
-        sh(c, "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null; sleep 0");
+        c["process"]["args"] = json!(["sleep", "1000"]);
         c["linux"]["cgroupsPath"] = json!(format!("/{base}/c"));
         c["linux"]["resources"] = json!({"pids": {"limit": 42}});
     });
@@ -468,6 +468,11 @@ fn a_cgroup_chowned_to_the_user_is_used() {
     let limit = std::fs::read_to_string(pids_root.join(&base).join("c/pids.max"));
     let procs = std::fs::read_to_string(pids_root.join(&base).join("c/cgroup.procs"));
     let pid = stdout(&r.hako(&["ps", "-f", "json", &id]));
+    // exec joins the container's cgroup (the user's to write); a created container's init
+    // is non-dumpable, so a rootless exec needs it started.
+    let refused = r.hako(&["exec", &id, "true"]);
+    let started = r.hako(&["start", &id]);
+    let exec = r.hako(&["exec", &id, "cat", "/proc/self/cgroup"]);
     let w = warnings(&out);
     let deleted = r.hako(&["delete", "--force", &id]);
     let gone = !pids_root.join(&base).join("c").exists();
@@ -478,6 +483,14 @@ fn a_cgroup_chowned_to_the_user_is_used() {
     assert_eq!(pid.trim(), format!("[{}]", procs.trim()));
     assert_eq!(w.len(), 1, "{}", stderr(&out));
     assert!(w[0].contains("is writable by this user: using it"), "{w:?}");
+    // exec's own failures exit 255, as runc's.
+    assert_eq!(refused.status.code(), Some(255));
+    assert!(stderr(&refused).contains("created container"));
+    assert!(stderr(&refused).contains("start it first"));
+    assert!(started.status.success(), "start: {}", stderr(&started));
+    assert!(exec.status.success(), "exec: {}", stderr(&exec));
+    // The container's cgroup namespace is rooted at its cgroup: outside it would read `/..`.
+    assert!(stdout(&exec).contains(":pids:/\n"), "{}", stdout(&exec));
     assert!(deleted.status.success(), "{}", stderr(&deleted));
     assert!(gone, "delete left the container's cgroup");
 }
@@ -548,4 +561,29 @@ fn spec_rootless_matches_runcs_but_where_hakos_spec_differs_anyway() {
             .collect()
     };
     assert_eq!(ns(&hako), ns(&runc));
+}
+
+#[test]
+fn a_hard_rlimit_above_the_users_is_refused_before_anything_is_made() {
+    let Some(r) = Rootless::new() else { return };
+    // setpriv keeps this process's limits: the user's hard limit is ours.
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let hard: u64 = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+    let b = r.bundle(|c| {
+        sh(c, "true");
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 64, "hard": hard + 1}]);
+    });
+    let out = r.hako(&["run", "-b", b.path(), &unique_id("rlimit")]);
+    assert_error(
+        &out,
+        &format!(
+            "process.rlimits: RLIMIT_NOFILE: hard limit {} is above hako's own ({hard})",
+            hard + 1
+        ),
+    );
+    assert!(r.ids_left().is_empty());
 }
