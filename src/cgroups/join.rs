@@ -69,7 +69,14 @@ pub fn join(init_pid: i32, pid: i32, controller: Option<&str>, sub: &Path) -> Re
         // runc's wording ("adding pid N to P: no such file or directory"), which scripts match.
         if let Err(e) = std::fs::write(&procs, pid.to_string()) {
             let why = e.to_string().to_lowercase();
-            bail!("adding pid {pid} to {}: {why}", procs.display());
+            let hint = match e.kind() {
+                std::io::ErrorKind::PermissionDenied if crate::linux::userns::rootless() => {
+                    " (rootless: a move needs the common ancestor's cgroup.procs writable too: \
+                     run hako from inside the delegated cgroup)"
+                }
+                _ => "",
+            };
+            bail!("adding pid {pid} to {}: {why}{hint}", procs.display());
         }
     }
     Ok(())
