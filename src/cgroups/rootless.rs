@@ -184,7 +184,11 @@ fn unsupported(key: &str) -> Result<()> {
 /// Whether a non-root user's container gets its cgroup at `path`; says which on one warning
 /// line. An error when resources are asked for and no cgroup can hold them.
 pub fn decide(host: &Host, path: &Path, r: &LinuxResources) -> Result<bool> {
-    let uid = nix::unistd::geteuid();
+    let uid = match nix::unistd::geteuid() {
+        // Rootless podman runs hako as root of its user namespace.
+        u if u.is_root() => "0 in a user namespace".to_string(),
+        u => u.to_string(),
+    };
     let writable = |d: &Path| nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
     match unusable(&dirs(host, path), Path::exists, writable) {
         None => {
