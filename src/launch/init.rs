@@ -37,6 +37,16 @@ pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
 }
 
 fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
+    // Until execve, /proc/self/exe of this process is the hako binary: keep it unreachable
+    // from the container (CVE-2019-5736), and keep processes of namespaces it joins from
+    // tracing it. A non-dumpable process's /proc files are real root's, though, so a rootless
+    // parent could not write the maps of the user namespace clone made: that init turns
+    // non-dumpable once they are written (it is alone in its namespaces until then).
+    let dumpable = |on: bool| nix::sys::prctl::set_dumpable(on).context("prctl(PR_SET_DUMPABLE)");
+    let clone_made_userns = cfg.ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+    if !(cfg.rootless && clone_made_userns) {
+        dumpable(false)?;
+    }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     // SAFETY: restoring the default disposition (Rust's runtime ignores SIGPIPE; an ignored
     // signal would stay ignored across execve).
@@ -62,14 +72,14 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     }
     if cfg.ns.unshare_user {
         unshare(CloneFlags::CLONE_NEWUSER).context("unshare user namespace")?;
+        // Only for as long as a rootless parent writes the maps.
+        if cfg.rootless {
+            dumpable(true)?;
+        }
         chan.send(&Msg::WriteIdMaps)?;
         chan.expect(Msg::IdMapsWritten)?;
     }
-    // Until execve, /proc/self/exe of this process is the hako binary: keep it unreachable
-    // from the container (CVE-2019-5736). Not before the parent wrote a new user namespace's
-    // maps: a non-dumpable process's /proc files belong to root, so a non-root parent could not.
-    // Nothing of the container's runs yet.
-    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    dumpable(false)?;
     if cfg.ns.has_user_ns {
         become_root()?;
     }

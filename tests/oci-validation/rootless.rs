@@ -587,3 +587,25 @@ fn a_hard_rlimit_above_the_users_is_refused_before_anything_is_made() {
     );
     assert!(r.ids_left().is_empty());
 }
+
+#[test]
+fn a_user_namespace_made_by_unshare_gets_its_maps_too() {
+    let Some(r) = Rootless::new() else { return };
+    // A time namespace makes the init unshare its namespaces after clone (the second path to
+    // the id maps: the parent writes them on the init's request).
+    let b = r.bundle(|c| {
+        sh(c, "cat /proc/self/uid_map /proc/self/gid_map");
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+    });
+    let out = r.hako(&["run", "-b", b.path(), &unique_id("unshare")]);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let lines: Vec<Vec<String>> = stdout(&out)
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    assert_eq!(lines[0], ["0", &r.ids.uid.to_string(), "1"]);
+    assert_eq!(lines[1], ["0", &r.ids.gid.to_string(), "1"]);
+}
