@@ -263,6 +263,13 @@ fn rootless_lifecycle_create_start_state_exec_ps_kill_delete() {
     let pids: Vec<i64> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(pids, [pid]);
 
+    // Without a cgroup there is no freezer: pause says so.
+    let out = r.hako(&["pause", &id]);
+    assert_error(
+        &out,
+        "has no cgroup (created rootless without a writable cgroup): pause needs one",
+    );
+
     let out = r.hako(&["kill", &id, "KILL"]);
     assert!(out.status.success(), "kill: {}", stderr(&out));
     assert!(eventually(|| state(&r)["status"] == "stopped"));
