@@ -13,12 +13,16 @@ use super::namespaces::id_map_text;
 
 /// Whether hako runs without real root, by runc's rule: a non-root euid, or root inside a
 /// user namespace (rootless podman runs its runtime so) unless `USER=root` says it is root's.
+/// Decided once per process (create asks several times).
 pub fn rootless() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-    in_userns(&map) && std::env::var("USER").map_or(true, |u| u != "root")
+    static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOTLESS.get_or_init(|| {
+        if !nix::unistd::geteuid().is_root() {
+            return true;
+        }
+        let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+        in_userns(&map) && std::env::var("USER").map_or(true, |u| u != "root")
+    })
 }
 
 /// Whether a /proc/PID/uid_map is another than the initial namespace's identity map.
