@@ -6,7 +6,7 @@
 #
 #   bash hack/frontends.sh                          # against this tree's target/debug/hako
 #   RUNTIME=/usr/sbin/runc bash hack/frontends.sh   # the same scenarios against runc
-#   ONLY=containerd|podman bash hack/frontends.sh   # one front-end
+#   ONLY=containerd|podman|rootless bash hack/frontends.sh   # one front-end (rootless: podman as a user)
 set -uo pipefail
 shopt -s globstar nullglob
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ RUNTIME=$(readlink -f "$RUNTIME")
 
 need=()
 for p in containerd:containerd podman:podman conmon:conmon netavark:/usr/lib/podman/netavark \
-  iptables:iptables curl:curl script:script ip:ip busybox-static:/bin/busybox; do
+  iptables:iptables curl:curl script:script ip:ip busybox-static:/bin/busybox uidmap:newuidmap; do
   command -v "${p#*:}" >/dev/null || need+=("${p%%:*}")
 done
 [ -e /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
@@ -217,6 +217,10 @@ fi
 if [ "${ONLY:-podman}" = podman ]; then
   . hack/frontends/podman.sh
   podman_scenarios
+fi
+if [ "${ONLY:-rootless}" = rootless ]; then
+  . hack/frontends/rootless.sh
+  rootless_scenarios
 fi
 echo "$PASS passed, $FAIL failed$([ $SKIP = 0 ] || echo ", $SKIP skipped") ($((SECONDS - START)) s)"
 [ "$FAIL" = 0 ]

@@ -13,9 +13,10 @@ pub const DEFAULT_ROOT: &str = "/run/hako";
     about = "A low-level OCI container runtime (runc-compatible command line)"
 )]
 pub struct Cli {
-    /// Directory for the containers' state
-    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
-    pub root: PathBuf,
+    /// Directory for the containers' state (default: /run/hako; as non-root
+    /// $XDG_RUNTIME_DIR/hako)
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Log file (default: stderr)
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -278,5 +279,7 @@ pub struct UpdateArgs {
 /// The global options the commands use.
 pub struct Global {
     pub root: PathBuf,
+    /// `--root` was not given: `root` is the default.
+    pub default_root: bool,
     pub systemd_cgroup: bool,
 }

@@ -3,6 +3,7 @@
 //! never change one container at once. The status is derived from the live process.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -107,6 +108,21 @@ impl Record {
     /// The state JSON for hooks and `hako state`, with the given status.
     pub fn state_json(&self, status: Status) -> String {
         serde_json::to_string(&self.public(status)).unwrap_or_default()
+    }
+}
+
+/// The state directory: `--root`, else root's `/run/hako`, else (rootless, runc's rule)
+/// `$XDG_RUNTIME_DIR/hako`; a rootless user without XDG_RUNTIME_DIR has to say where.
+pub fn state_root(given: Option<&Path>, rootless: bool, xdg: Option<&OsStr>) -> Result<PathBuf> {
+    match (given, rootless, xdg) {
+        (Some(root), _, _) => Ok(root.to_path_buf()),
+        (None, false, _) => Ok(PathBuf::from(crate::cli::DEFAULT_ROOT)),
+        (None, true, Some(xdg)) if !xdg.is_empty() => Ok(Path::new(xdg).join("hako")),
+        (None, true, _) => bail!(
+            "running rootless (uid {}): XDG_RUNTIME_DIR is not set, so there is no default \
+             state directory: set XDG_RUNTIME_DIR or pass --root DIR",
+            nix::unistd::geteuid()
+        ),
     }
 }
 
@@ -319,6 +335,31 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_root_follows_runcs_rule() {
+        let xdg = Some(OsStr::new("/run/user/1000"));
+        let given = Some(Path::new("/tmp/r"));
+        assert_eq!(
+            state_root(given, true, None).unwrap(),
+            PathBuf::from("/tmp/r")
+        );
+        assert_eq!(
+            state_root(None, false, xdg).unwrap(),
+            PathBuf::from("/run/hako")
+        );
+        assert_eq!(
+            state_root(None, true, xdg).unwrap(),
+            PathBuf::from("/run/user/1000/hako")
+        );
+        for unset in [None, Some(OsStr::new(""))] {
+            let err = state_root(None, true, unset).unwrap_err().to_string();
+            assert!(
+                err.contains("XDG_RUNTIME_DIR") && err.contains("--root"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn ids() {

@@ -43,34 +43,23 @@ fn main() {
     if cli.trace {
         trace::enable();
     }
-    let g = Global {
-        root: cli.root.clone(),
-        systemd_cgroup: cli.systemd_cgroup,
-    };
     let result = match &cli.command {
-        Command::Create(a) => commands::create::run(&g, a).map(|()| 0),
-        Command::Start { id } => commands::start::run(&g, id).map(|()| 0),
-        Command::State { id } => commands::state::run(&g, id).map(|()| 0),
-        Command::Kill { all, id, signal } => commands::kill::run(&g, id, signal, *all).map(|()| 0),
-        Command::Delete { force, id } => commands::delete::run(&g, id, *force).map(|()| 0),
-        Command::Run(a) => commands::run::run(&g, a),
-        Command::Exec(a) => commands::exec::run(&g, a),
-        Command::List { format, quiet } => commands::list::run(&g, *format, *quiet).map(|()| 0),
+        // The two commands that need no state directory.
         Command::Spec { bundle, rootless } => commands::spec::run(bundle, *rootless).map(|()| 0),
         Command::Features => commands::features::run().map(|()| 0),
-        Command::Pause { id } => commands::pause::run(&g, id).map(|()| 0),
-        Command::Resume { id } => commands::resume::run(&g, id).map(|()| 0),
-        Command::Update(a) => commands::update::run(&g, a).map(|()| 0),
-        Command::Events {
-            stats,
-            interval,
-            id,
-        } => commands::events::run(&g, id, *stats, interval).map(|()| 0),
-        Command::Ps {
-            format,
-            id,
-            ps_args,
-        } => commands::ps::run(&g, id, *format, ps_args).map(|()| 0),
+        _ => container::state_root(
+            cli.root.as_deref(),
+            linux::userns::rootless(),
+            std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        )
+        .and_then(|root| {
+            let g = Global {
+                root,
+                default_root: cli.root.is_none(),
+                systemd_cgroup: cli.systemd_cgroup,
+            };
+            dispatch(&cli, &g)
+        }),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -88,5 +77,33 @@ fn main() {
                 1
             });
         }
+    }
+}
+
+/// Runs a command that keeps state under `g.root`; returns the exit code.
+fn dispatch(cli: &Cli, g: &Global) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Create(a) => commands::create::run(g, a).map(|()| 0),
+        Command::Start { id } => commands::start::run(g, id).map(|()| 0),
+        Command::State { id } => commands::state::run(g, id).map(|()| 0),
+        Command::Kill { all, id, signal } => commands::kill::run(g, id, signal, *all).map(|()| 0),
+        Command::Delete { force, id } => commands::delete::run(g, id, *force).map(|()| 0),
+        Command::Run(a) => commands::run::run(g, a),
+        Command::Exec(a) => commands::exec::run(g, a),
+        Command::List { format, quiet } => commands::list::run(g, *format, *quiet).map(|()| 0),
+        Command::Pause { id } => commands::pause::run(g, id).map(|()| 0),
+        Command::Resume { id } => commands::resume::run(g, id).map(|()| 0),
+        Command::Update(a) => commands::update::run(g, a).map(|()| 0),
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => commands::events::run(g, id, *stats, interval).map(|()| 0),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => commands::ps::run(g, id, *format, ps_args).map(|()| 0),
+        Command::Spec { .. } | Command::Features => unreachable!("handled without a root"),
     }
 }

@@ -209,6 +209,52 @@ wait_for is_status rel stopped
 hako delete rel
 rmdir $CG/hako-vm/a/b $CG/hako-vm/a $CG/hako-vm $CG/rel-hako 2>/dev/null
 
+section "rootless, delegated subtree"
+# --- a user's container in a cgroup v2 subtree delegated to the user (chowned) ---------------------
+echo 'rl:x:1000:1000::/tmp:/bin/sh' >>/etc/passwd
+echo 'rl:x:1000:' >>/etc/group
+D=$CG/hako-vm-rl
+mkdir -p $D/shell
+chown -R 1000:1000 $D
+mkdir -p /tmp/rlx /tmp/b/rl
+chown 1000:1000 /tmp/rlx
+chmod 700 /tmp/rlx
+cat >/tmp/b/rl/config.json <<J
+{"ociVersion":"1.0.2",
+ "process":{"terminal":false,"user":{"uid":0,"gid":0},
+  "args":["sleep","1000"],
+  "env":["PATH=/bin"],"cwd":"/",
+  "capabilities":{"bounding":$CAPS,"effective":$CAPS,"permitted":$CAPS},"noNewPrivileges":true},
+ "root":{"path":"/tests/rootfs","readonly":true},
+ "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
+  {"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755","size=1m"]}],
+ "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"ipc"},{"type":"uts"},
+   {"type":"cgroup"},{"type":"user"}],
+  "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+  "gidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+  "cgroupsPath":"/hako-vm-rl/c","resources":{"pids":{"limit":7},"memory":{"limit":33554432}}}}
+J
+# The user's shell starts in the delegated subtree (v2 moves need the common ancestor's
+# cgroup.procs writable), then runs hako as uid 1000.
+asrl() { sh -c "echo \$\$ >$D/shell/cgroup.procs; exec su rl -s /bin/sh -c \"XDG_RUNTIME_DIR=/tmp/rlx $*\"" 2>&1; }
+# (Output to a file: the container holds its stdio open.)
+asrl hako run -d -b /tmp/b/rl rl1 </dev/null >/tmp/b/rl.out 2>&1
+out=$(cat /tmp/b/rl.out)
+has "rootless: uses the delegated cgroup, one warning line" "is writable by this user: using it" "$out"
+pid=$(asrl hako state rl1 | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$')
+check "rootless: the init is in the container's cgroup" "$pid" "$(val $D/c/cgroup.procs)"
+check "rootless: pids.max" 7 "$(val $D/c/pids.max)"
+check "rootless: memory.max" 33554432 "$(val $D/c/memory.max)"
+check "rootless: uid_map" "0 1000 1" "$(tr -s ' ' <"/proc/$pid/uid_map" | sed 's/^ //')"
+check "rootless: exec is root inside" 0 "$(asrl hako exec rl1 id -u)"
+asrl hako kill rl1 KILL >/dev/null
+rl_stopped() { asrl hako state rl1 | grep -q '"stopped"'; }
+wait_for rl_stopped
+check "rootless: delete" "" "$(asrl hako delete rl1)"
+check "rootless: state under XDG_RUNTIME_DIR, removed" "" "$(ls -A /tmp/rlx/hako 2>&1)"
+check "rootless: the container's cgroup removed" "" "$(ls -d $D/c 2>/dev/null)"
+rmdir $D/shell $D
+
 section "nothing left"
 # --- nothing left behind -------------------------------------------------------------------------
 check "no cgroup left behind" "$cgroups_before" "$(find $CG -mindepth 1 -type d | sort)"

@@ -54,12 +54,29 @@ pub fn dirs(
 /// given).
 pub fn join(init_pid: i32, pid: i32, controller: Option<&str>, sub: &Path) -> Result<()> {
     let init = mountinfo::read_cgroups(&init_pid.to_string())?;
-    for dir in dirs(&init, &mountinfo::read_own()?, controller, sub)? {
+    let mounts = mountinfo::read_own()?;
+    // Where the process is already (a hierarchy the container has no cgroup of its own in, as
+    // rootless): nothing to write, and a rootless user could not.
+    let own = mountinfo::read_cgroups(&pid.to_string())
+        .ok()
+        .and_then(|lines| dirs(&lines, &mounts, None, Path::new("")).ok())
+        .unwrap_or_default();
+    for dir in dirs(&init, &mounts, controller, sub)? {
+        if own.contains(&dir) {
+            continue;
+        }
         let procs = dir.join("cgroup.procs");
         // runc's wording ("adding pid N to P: no such file or directory"), which scripts match.
         if let Err(e) = std::fs::write(&procs, pid.to_string()) {
             let why = e.to_string().to_lowercase();
-            bail!("adding pid {pid} to {}: {why}", procs.display());
+            let hint = match e.kind() {
+                std::io::ErrorKind::PermissionDenied if crate::linux::userns::rootless() => {
+                    " (rootless: a move needs the common ancestor's cgroup.procs writable too: \
+                     run hako from inside the delegated cgroup)"
+                }
+                _ => "",
+            };
+            bail!("adding pid {pid} to {}: {why}{hint}", procs.display());
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ pub mod host;
 mod hybrid;
 pub mod join;
 pub mod oom;
+pub mod rootless;
 pub mod stats;
 pub mod update;
 
@@ -153,6 +154,9 @@ pub struct Cgroup {
     pub path: PathBuf,
     pub host: Host,
     systemd: bool,
+    /// Run rootless: device rules are not applied (runc's rootless rule: they need
+    /// CAP_SYS_ADMIN on the host, and a user namespace cannot make device nodes anyway).
+    rootless: bool,
 }
 
 fn flat<E: std::fmt::Display>(what: &str, path: &Path) -> impl FnOnce(E) -> anyhow::Error {
@@ -170,6 +174,14 @@ fn only(set: impl FnOnce(&mut LinuxResources) -> &mut LinuxResources) -> LinuxRe
 impl Cgroup {
     pub fn open(path: &Path, systemd: bool, id: &str) -> Result<Cgroup> {
         let host = Host::detect()?;
+        if systemd && crate::linux::userns::rootless() && !Path::new("/run/systemd/system").exists()
+        {
+            bail!(
+                "--systemd-cgroup: as non-root (uid {}) hako would use the user's systemd \
+                 instance (user slice), and systemd is not running on this host",
+                nix::unistd::geteuid()
+            );
+        }
         if systemd {
             if !host.unified {
                 bail!(
@@ -192,6 +204,27 @@ impl Cgroup {
             path: path.to_path_buf(),
             host,
             systemd,
+            rootless: crate::linux::userns::rootless(),
+        })
+    }
+
+    /// The cgroup of a container's record; None when it runs without one (rootless, no
+    /// writable cgroup: `create` recorded an empty path).
+    pub fn of(r: &crate::container::Record) -> Result<Option<Cgroup>> {
+        if r.cgroup_path.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id).map(Some)
+    }
+
+    /// The container's cgroup, for a command that cannot do without one.
+    pub fn required(r: &crate::container::Record, command: &str) -> Result<Cgroup> {
+        Cgroup::of(r)?.ok_or_else(|| {
+            anyhow!(
+                "container {:?} has no cgroup (created rootless without a writable cgroup): \
+                 {command} needs one",
+                r.id
+            )
         })
     }
 
@@ -265,9 +298,10 @@ impl Cgroup {
         }
     }
 
-    /// The container's cgroup2 directory on a hybrid host (hybrid.rs).
+    /// The container's cgroup2 directory on a hybrid host (hybrid.rs). Not rootless: that
+    /// hierarchy is the host's process tracking, never delegated to a user.
     fn hybrid_unified_dir(&self) -> Option<PathBuf> {
-        (!self.host.unified && !self.systemd)
+        (!self.host.unified && !self.systemd && !crate::linux::userns::rootless())
             .then(|| hybrid::unified_dir(&self.path))
             .flatten()
     }
@@ -277,7 +311,12 @@ impl Cgroup {
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
         let needs = host::needs(r, self.host.unified)?;
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
-        self.apply_devices(r)?;
+        if self.rootless && !self.host.unified {
+            return self.apply_rootless_v1(r);
+        }
+        if !self.rootless {
+            self.apply_devices(r)?;
+        }
         self.apply_live(r)?;
         self.apply_parts([
             (
@@ -295,10 +334,17 @@ impl Cgroup {
     pub fn update(&self, r: &LinuxResources) -> Result<()> {
         let needs = host::needs(r, self.host.unified)?;
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
-        if self.host.unified {
+        if self.rootless && !self.host.unified {
+            return self.apply_rootless_v1(&update::live_subset(r));
+        }
+        if self.host.unified && !self.rootless {
             self.apply_devices(r)?;
         }
         self.apply_live(&update::live_subset(r))
+    }
+
+    fn apply_rootless_v1(&self, r: &LinuxResources) -> Result<()> {
+        extra::apply(&rootless::v1_writes(r)?, |c| self.dir(c))
     }
 
     /// The device rules: v1 through libcgroups (devices.allow/deny), v2 as a BPF program —

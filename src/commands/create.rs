@@ -35,6 +35,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
     let ns = namespaces::plan(b.spec.linux().as_ref())?;
+    crate::linux::userns::check_helpers(&b.spec)?;
     let joins_net = ns
         .joins
         .iter()
@@ -59,6 +60,9 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         &extra_env,
         &capabilities::own_bounding()?,
     )?;
+    if crate::linux::userns::rootless() {
+        plan::check_rootless(&process)?;
+    }
     let container = plan::container(&b.spec, ns.has_mount_ns)?;
     trace::phase("process and container planned");
     let joins = namespaces::open_joins(&ns.joins)?;
@@ -76,6 +80,19 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         }
     };
     let cgroup_path = cgroups::resolve_path(&b.spec, &args.id, g.systemd_cgroup)?;
+    // Rootless without a writable cgroup: none at all, recorded as an empty path.
+    let use_cgroup = !crate::linux::userns::rootless()
+        || g.systemd_cgroup
+        || cgroups::rootless::decide(
+            &cgroups::host::Host::detect()?,
+            &cgroup_path,
+            &linux_resources(&b.spec),
+        )?;
+    let cgroup_path = if use_cgroup {
+        cgroup_path
+    } else {
+        std::path::PathBuf::new()
+    };
     let record = Record {
         oci_version: b.spec.version().clone(),
         id: args.id.clone(),
@@ -96,8 +113,13 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     if g.root.join(&args.id).exists() {
         bail!("container {:?} already exists", args.id);
     }
-    let cgroup = Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?;
-    cgroup.ensure_unused()?;
+    let cgroup = match use_cgroup {
+        true => Some(Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?),
+        false => None,
+    };
+    if let Some(cg) = &cgroup {
+        cg.ensure_unused()?;
+    }
     let mut c = Container::reserve(&g.root, record)?;
     trace::phase("container record reserved");
     let mut hooks_began = false;
@@ -185,7 +207,7 @@ struct InitParts {
     console_socket: Option<OwnedFd>,
     process: ProcessPlan,
     container: ContainerPlan,
-    cgroup: Cgroup,
+    cgroup: Option<Cgroup>,
     netdevs: Vec<netdev::NetDevPlan>,
 }
 
@@ -211,7 +233,7 @@ fn build(
     nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
         .with_context(|| format!("chown {}", fifo.display()))?;
     container::mark_fifo_waiting(&fifo)?;
-    let cgroup = &parts.cgroup;
+    let cgroup = parts.cgroup.as_ref();
     let cfg = InitConfig {
         spec: &b.spec,
         rootfs: &b.rootfs,
@@ -226,6 +248,7 @@ fn build(
         record: c.record.clone(),
         process: parts.process,
         container: parts.container,
+        rootless: crate::linux::userns::rootless(),
     };
     let mut parent = Parent {
         c,
@@ -250,7 +273,7 @@ fn build(
 
 struct Parent<'a> {
     c: &'a mut Container,
-    cgroup: &'a Cgroup,
+    cgroup: Option<&'a Cgroup>,
     spec: &'a oci_spec::runtime::Spec,
     hooks_began: bool,
     netdevs: &'a [netdev::NetDevPlan],
@@ -263,15 +286,12 @@ impl Handshake for Parent<'_> {
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
         trace::phase("init cloned");
-        self.cgroup.add_task(pid)?;
+        let Some(cgroup) = self.cgroup else {
+            return Ok(());
+        };
+        cgroup.add_task(pid)?;
         // Even without linux.resources the device rules apply (deny all but the defaults).
-        let resources = self
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().clone())
-            .unwrap_or_default();
-        self.cgroup.apply(&resources)?;
+        cgroup.apply(&linux_resources(self.spec))?;
         trace::phase("init in its cgroup");
         Ok(())
     }
@@ -295,6 +315,13 @@ impl Handshake for Parent<'_> {
         let state = serde_json::from_str(&self.c.record.state_json(Status::Creating))?;
         seccomp::send_to_agent(listener, pid, state, fd.as_fd())
     }
+}
+
+fn linux_resources(spec: &oci_spec::runtime::Spec) -> oci_spec::runtime::LinuxResources {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default()
 }
 
 /// A user namespace for each idmapped mount (one with uidMappings or gidMappings).

@@ -50,7 +50,7 @@ pub fn destroy(c: &Container, poststop: bool) {
     } else {
         None
     };
-    let cgroup = Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id).ok();
+    let cgroup = Cgroup::of(r).ok().flatten();
     if let Some(cg) = &cgroup {
         // A frozen cgroup's processes cannot die: thaw first.
         if r.status == Status::Paused {

@@ -21,7 +21,7 @@ pub fn run(g: &Global, id: &str, once: bool, interval: &str) -> Result<()> {
         bail!("cannot get events of container {id:?}: it is {status}");
     }
     let r = &c.record;
-    let cg = Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?;
+    let cg = Cgroup::required(r, "events")?;
     let print_stats = || -> Result<()> {
         let ev = Event {
             typ: "stats",

@@ -24,6 +24,13 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
     // which takes the lock.
     let c = Container::read(&g.root, &args.id)?;
     match c.status() {
+        // Until it execs, the init is non-dumpable (linux/exeseal.rs), so its /proc/PID/ns
+        // files are real root's to open.
+        Status::Created if crate::linux::userns::rootless() => bail!(
+            "cannot exec in a created container {:?} rootless: start it first (its init's \
+             namespaces open to root only until it runs)",
+            args.id
+        ),
         Status::Created | Status::Running => {}
         Status::Paused if args.ignore_paused => {}
         // runc's wording, which scripts look for.
@@ -52,6 +59,9 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
         &[],
         &capabilities::own_bounding()?,
     )?;
+    if crate::linux::userns::rootless() {
+        plan::check_rootless(&plan)?;
+    }
     if args.detach && plan.terminal && args.console_socket.is_none() {
         bail!("exec: -d with a terminal needs --console-socket (nothing would hold the pty)");
     }
@@ -140,6 +150,13 @@ struct Parent<'a> {
 impl ExecParent for Parent<'_> {
     fn spawned(&mut self, pid: i32) -> Result<()> {
         let init = self.record.pid;
+        // Rootless without a cgroup: the process stays in the caller's, as the init did.
+        if self.record.cgroup_path.as_os_str().is_empty() {
+            if let Some(sub) = self.sub_cgroups.first() {
+                anyhow::bail!("--cgroup {sub}: the container has no cgroup (rootless)");
+            }
+            return Ok(());
+        }
         cgroups::join::join(init, pid, None, Path::new(""))
             .with_context(|| format!("container {:?}: its cgroup", self.record.id))?;
         for sub in self.sub_cgroups {

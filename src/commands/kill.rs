@@ -50,8 +50,17 @@ pub fn run(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {
     if all {
         // Also on a stopped container: without a pid namespace of its own, processes the init
         // left behind are still in its cgroup (runc allows it too).
-        let cg = Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?;
-        return signal_all(&cg, sig, status == Status::Paused);
+        return match Cgroup::of(r)? {
+            Some(cg) => signal_all(&cg, sig, status == Status::Paused),
+            // Rootless without a cgroup: nothing to freeze; the processes /proc shows.
+            None if status == Status::Stopped => Ok(()),
+            None => {
+                for pid in crate::linux::proctree::container_pids(r.pid, r.own_pid_ns)? {
+                    let _ = send(pid, sig);
+                }
+                Ok(())
+            }
+        };
     }
     if !matches!(status, Status::Created | Status::Running | Status::Paused) {
         bail!("{NOT_RUNNING}");
@@ -59,7 +68,9 @@ pub fn run(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {
     send(r.pid, sig)?;
     // A frozen process dies only once thawed (runc thaws a paused container it SIGKILLs).
     if status == Status::Paused && sig == libc::SIGKILL {
-        Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?.freeze(false)?;
+        if let Some(cg) = Cgroup::of(r)? {
+            cg.freeze(false)?;
+        }
     }
     Ok(())
 }

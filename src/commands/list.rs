@@ -2,13 +2,13 @@
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Global, ListFormat, DEFAULT_ROOT};
+use crate::cli::{Global, ListFormat};
 use crate::container::Container;
 
 pub fn run(g: &Global, format: ListFormat, quiet: bool) -> Result<()> {
     // As runc: a missing default root only means no container was made yet, but a --root that
     // does not exist is an error (a mistyped root would otherwise list nothing, successfully).
-    if g.root.as_os_str() != DEFAULT_ROOT {
+    if !g.default_root {
         std::fs::metadata(&g.root).with_context(|| format!("--root {}", g.root.display()))?;
     }
     let containers: Vec<Container> = crate::container::list_ids(&g.root)?

@@ -13,7 +13,7 @@ pub fn run(g: &Global, id: &str) -> Result<()> {
         bail!("cannot pause container {id:?}: it is {status}, not running");
     }
     let r = &c.record;
-    Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?.freeze(true)?;
+    Cgroup::required(r, "pause")?.freeze(true)?;
     c.record.status = Status::Paused;
     c.save()
 }

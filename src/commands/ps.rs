@@ -12,7 +12,12 @@ use crate::container::Container;
 pub fn run(g: &Global, id: &str, format: ListFormat, args: &[String]) -> Result<()> {
     let c = Container::read(&g.root, id)?;
     let r = &c.record;
-    let pids = Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?.pids()?;
+    // Without a cgroup (rootless), the container's pid namespace or its init's process tree.
+    let pids = match Cgroup::of(r)? {
+        Some(cg) => cg.pids()?,
+        None if c.status() == crate::container::Status::Stopped => Vec::new(),
+        None => crate::linux::proctree::container_pids(r.pid, r.own_pid_ns)?,
+    };
     if format == ListFormat::Json {
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(());

@@ -13,7 +13,7 @@ pub fn run(g: &Global, id: &str) -> Result<()> {
         bail!("cannot resume container {id:?}: it is {status}, not paused");
     }
     let r = &c.record;
-    Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?.freeze(false)?;
+    Cgroup::required(r, "resume")?.freeze(false)?;
     // Back to what it was: a container paused before `start` still waits on its exec fifo.
     c.record.status = if container::fifo_waiting(&c.exec_fifo()) {
         Status::Created

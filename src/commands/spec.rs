@@ -17,6 +17,20 @@ pub fn default_spec(rootless: bool, cgroupns: bool) -> Spec {
     } else {
         Spec::default()
     };
+    if rootless {
+        // runc's order of the /sys bind's options (oci-spec puts rbind last).
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        for m in mounts
+            .iter_mut()
+            .filter(|m| m.destination() == Path::new("/sys"))
+        {
+            let mut opts = m.options().clone().unwrap_or_default();
+            opts.retain(|o| o != "rbind");
+            opts.insert(0, "rbind".to_string());
+            m.set_options(Some(opts));
+        }
+        spec.set_mounts(Some(mounts));
+    }
     spec.set_version("1.3.0".to_string());
     spec.set_hostname(Some("hako".to_string()));
     if let Some(mut p) = spec.process().clone() {

@@ -26,7 +26,7 @@ pub fn run(g: &Global, a: &UpdateArgs) -> Result<()> {
     let mut linux = spec.linux().clone().unwrap_or_default();
     let merged = overlay(&linux.resources().clone().unwrap_or_default(), &new);
     let r = &c.record;
-    Cgroup::open(&r.cgroup_path, r.systemd_cgroup, &r.id)?.update(&merged)?;
+    Cgroup::required(r, "update")?.update(&merged)?;
     linux.set_resources(Some(merged));
     spec.set_linux(Some(linux));
     save_spec(&c, &spec)

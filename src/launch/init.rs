@@ -38,8 +38,15 @@ pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
 
 fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // Until execve, /proc/self/exe of this process is the hako binary: keep it unreachable
-    // from the container (CVE-2019-5736).
-    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    // from the container (CVE-2019-5736), and keep processes of namespaces it joins from
+    // tracing it. A non-dumpable process's /proc files are real root's, though, so a rootless
+    // parent could not write the maps of the user namespace clone made: that init turns
+    // non-dumpable once they are written (it is alone in its namespaces until then).
+    let dumpable = |on: bool| nix::sys::prctl::set_dumpable(on).context("prctl(PR_SET_DUMPABLE)");
+    let clone_made_userns = cfg.ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+    if !(cfg.rootless && clone_made_userns) {
+        dumpable(false)?;
+    }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     // SAFETY: restoring the default disposition (Rust's runtime ignores SIGPIPE; an ignored
     // signal would stay ignored across execve).
@@ -65,9 +72,14 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     }
     if cfg.ns.unshare_user {
         unshare(CloneFlags::CLONE_NEWUSER).context("unshare user namespace")?;
+        // Only for as long as a rootless parent writes the maps.
+        if cfg.rootless {
+            dumpable(true)?;
+        }
         chan.send(&Msg::WriteIdMaps)?;
         chan.expect(Msg::IdMapsWritten)?;
     }
+    dumpable(false)?;
     if cfg.ns.has_user_ns {
         become_root()?;
     }
@@ -97,7 +109,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     let opts = rootfs::RootfsOptions {
         rootfs: cfg.rootfs,
         no_pivot: cfg.no_pivot,
-        in_userns: cfg.ns.has_user_ns,
+        in_userns: cfg.ns.has_user_ns || cfg.rootless,
         has_cgroup_ns: linux
             .and_then(|l| l.namespaces().as_ref())
             .is_some_and(|n| {

@@ -19,7 +19,7 @@ use oci_spec::runtime::Spec;
 
 use crate::container::Record;
 use crate::linux::mounts;
-use crate::linux::namespaces::{self, NamespacePlan};
+use crate::linux::namespaces::NamespacePlan;
 use crate::linux::seccomp::Listener;
 use plan::{ContainerPlan, ProcessPlan};
 use sync::{Channel, Msg};
@@ -47,6 +47,9 @@ pub struct InitConfig<'a> {
     pub process: ProcessPlan,
     /// Mounts, sysctls, clocks, personality.
     pub container: ContainerPlan,
+    /// hako runs rootless (linux/userns.rs): device nodes cannot be made, even without a user
+    /// namespace in the config (rootless podman runs hako inside its own).
+    pub rootless: bool,
 }
 
 /// What the parent does at the handshake's points.
@@ -73,25 +76,6 @@ fn clone_process(flags: CloneFlags) -> Result<i32> {
         return Err(std::io::Error::last_os_error()).context("clone the container's init");
     }
     Ok(rc as i32)
-}
-
-fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
-    let Some(linux) = spec.linux() else {
-        return Ok(());
-    };
-    for (file, maps, field) in [
-        ("uid_map", linux.uid_mappings(), "linux.uidMappings"),
-        ("gid_map", linux.gid_mappings(), "linux.gidMappings"),
-    ] {
-        let text = namespaces::id_map_text(maps.as_deref().unwrap_or_default());
-        if text.is_empty() {
-            continue;
-        }
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text)
-            .with_context(|| format!("config.json: {field}: write {path}"))?;
-    }
-    Ok(())
 }
 
 /// Kills what the handshake started (used on every error path).
@@ -130,7 +114,7 @@ fn drive(
 ) -> Result<()> {
     parent.spawned(first)?;
     if cfg.ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
-        write_id_maps(cfg.spec, first)?;
+        crate::linux::userns::write_maps(cfg.spec, first)?;
     }
     chan.send(&Msg::Proceed)?;
     loop {
@@ -140,7 +124,7 @@ fn drive(
         };
         match msg {
             Some(Msg::WriteIdMaps) => {
-                write_id_maps(cfg.spec, first)?;
+                crate::linux::userns::write_maps(cfg.spec, first)?;
                 chan.send(&Msg::IdMapsWritten)?;
             }
             Some(Msg::Pid { pid: p }) => {

@@ -36,6 +36,13 @@ pub struct ProcessPlan {
     pub selinux_label: Option<String>,
 }
 
+/// Rootless: a hard rlimit above hako's own, which only root could set, is refused before
+/// anything is made. (An oomScoreAdj below what the user may set fails at the init, naming the
+/// field: the kernel's floor, oom_score_adj_min, cannot be read beforehand.)
+pub fn check_rootless(p: &ProcessPlan) -> Result<()> {
+    rlimits::check_unprivileged(&p.rlimits, rlimits::own_hard)
+}
+
 /// What only the container's init does: its mounts, sysctls, clocks and personality.
 pub struct ContainerPlan {
     pub mounts: Vec<MountPlan>,

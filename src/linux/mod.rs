@@ -13,12 +13,14 @@ pub mod mounts;
 pub mod namespaces;
 pub mod netdev;
 pub mod procfs;
+pub mod proctree;
 pub mod rlimits;
 pub mod rootfs;
 pub mod sched;
 pub mod seccomp;
 pub mod sysctl;
 pub mod user;
+pub mod userns;
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;

@@ -617,6 +617,7 @@ pub fn apply(
         false => m.data.clone(),
     };
     let data = (!data.is_empty()).then_some(data.as_str());
+    let mut host_sys = false;
     if let (true, Some(userns), Some(src)) = (m.is_bind, idmap, source.as_deref()) {
         let recursive = m.flags.contains(MsFlags::MS_REC);
         super::idmap::bind(src, &dest, userns, recursive).with_context(ctx)?;
@@ -625,11 +626,26 @@ pub fn apply(
     } else {
         let source = m.source.as_deref().unwrap_or(Path::new(&m.fstype));
         let fstype = (!m.fstype.is_empty()).then_some(m.fstype.as_str());
-        mount(Some(source), &target, fstype, m.flags, data).with_context(ctx)?;
+        match mount(Some(source), &target, fstype, m.flags, data) {
+            // A user namespace that owns no network namespace may not mount sysfs: the host's
+            // /sys is bound instead, read-only (as runc does).
+            Err(nix::errno::Errno::EPERM) if in_userns && m.fstype == "sysfs" => {
+                let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+                mount(Some("/sys"), &target, none(), bind, none()).with_context(ctx)?;
+                host_sys = true;
+            }
+            r => r.with_context(ctx)?,
+        }
     }
     // The fd names the directory under the new mount: reopen to reach the mount itself.
     let top = open_in_root(root, &rel).with_context(ctx)?;
     let target = fd_path(&top);
+    if host_sys {
+        let keep = m.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep;
+        mount(none(), &target, none(), ro | locked_flags(&target), none())
+            .with_context(|| format!("{}: the host's /sys read-only", ctx()))?;
+    }
     if m.tmpcopyup {
         copy_tree(&dest, &target)
             .with_context(|| format!("{field}: tmpcopyup of {}", m.destination.display()))?;

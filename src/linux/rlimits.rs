@@ -3,8 +3,10 @@
 use anyhow::{bail, Result};
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 
+pub type Resource = libc::__rlimit_resource_t;
+
 /// (resource, soft, hard, name) of one limit.
-pub type Planned = (libc::__rlimit_resource_t, u64, u64, String);
+pub type Planned = (Resource, u64, u64, String);
 
 /// One `Planned` for each configured limit. Pure.
 pub fn plan(rlimits: &[PosixRlimit]) -> Result<Vec<Planned>> {
@@ -67,6 +69,34 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
     }
 }
 
+/// Rootless, a hard limit cannot go above the caller's own (that takes CAP_SYS_RESOURCE in the
+/// initial user namespace): refused before anything is made, naming the limit.
+pub fn check_unprivileged(plan: &[Planned], own_hard: impl Fn(Resource) -> u64) -> Result<()> {
+    for (res, _, hard, name) in plan {
+        let own = own_hard(*res);
+        if *hard > own {
+            bail!(
+                "config.json: process.rlimits: {name}: hard limit {hard} is above hako's own \
+                 ({own}), which only root can raise (running rootless)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The calling process's hard limit of `res`.
+pub fn own_hard(res: Resource) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is valid writable memory for the call.
+    match unsafe { libc::getrlimit(res, &mut lim) } {
+        0 => lim.rlim_max,
+        _ => u64::MAX,
+    }
+}
+
 /// Applies the planned limits to the calling process.
 pub fn apply(plan: &[Planned]) -> Result<()> {
     for (res, soft, hard, name) in plan {
@@ -98,6 +128,16 @@ mod tests {
             err.contains("RLIMIT_NOFILE") && err.contains("rlimits[0]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn rootless_cannot_raise_a_hard_limit() {
+        let r: PosixRlimit =
+            serde_json::from_str(r#"{"type":"RLIMIT_NOFILE","soft":10,"hard":4096}"#).unwrap();
+        let p = plan(&[r]).unwrap();
+        check_unprivileged(&p, |_| 4096).unwrap();
+        let err = check_unprivileged(&p, |_| 1024).unwrap_err().to_string();
+        assert!(err.contains("RLIMIT_NOFILE: hard limit 4096 is above hako's own (1024)"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod lifecycle;
 mod namespaces;
 mod process;
 mod rootfs;
+mod rootless;
 mod runc_compat;
 mod seccomp;
 mod security_host;
