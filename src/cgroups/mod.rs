@@ -11,7 +11,10 @@ pub mod join;
 pub mod oom;
 pub mod stats;
 pub mod update;
+pub mod v1;
 
+use std::cell::OnceCell;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -148,10 +151,13 @@ pub fn parse_own_cgroup(text: &str) -> PathBuf {
 }
 
 pub struct Cgroup {
-    manager: AnyCgroupManager,
+    /// libcgroups' manager, built on first use on the v1 fast path (see v1.rs: building it is
+    /// most of what a create or delete would spend on cgroups).
+    manager: OnceCell<AnyCgroupManager>,
     pub path: PathBuf,
     pub host: Host,
     systemd: bool,
+    id: String,
 }
 
 fn flat<E: std::fmt::Display>(what: &str, path: &Path) -> impl FnOnce(E) -> anyhow::Error {
@@ -180,18 +186,45 @@ impl Cgroup {
                 bail!("--systemd-cgroup: systemd is not running on this host");
             }
         }
-        let manager = create_cgroup_manager(CgroupConfig {
-            cgroup_path: path.to_path_buf(),
-            systemd_cgroup: systemd,
-            container_name: id.to_string(),
-        })
-        .map_err(flat("open", path))?;
-        Ok(Cgroup {
-            manager,
+        let cg = Cgroup {
+            manager: OnceCell::new(),
             path: path.to_path_buf(),
             host,
             systemd,
+            id: id.to_string(),
+        };
+        if !cg.v1_fast() {
+            cg.manager()?;
+        }
+        Ok(cg)
+    }
+
+    /// v1 hierarchies with the cgroupfs driver: hako makes, joins and removes the cgroup itself.
+    fn v1_fast(&self) -> bool {
+        !self.host.unified && !self.systemd
+    }
+
+    fn manager(&self) -> Result<&AnyCgroupManager> {
+        if let Some(m) = self.manager.get() {
+            return Ok(m);
+        }
+        let m = create_cgroup_manager(CgroupConfig {
+            cgroup_path: self.path.clone(),
+            systemd_cgroup: self.systemd,
+            container_name: self.id.clone(),
         })
+        .map_err(flat("open", &self.path))?;
+        Ok(self.manager.get_or_init(|| m))
+    }
+
+    /// Before clone: on the v1 fast path, makes the directories and returns the `tasks` files
+    /// the init writes itself into (v1.rs); otherwise nothing, and `add_task` after clone.
+    pub fn prepare_join(&self) -> Result<Vec<OwnedFd>> {
+        if self.v1_fast() {
+            v1::make(&self.host, &self.path)
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     /// The directory of `controller` for this cgroup (None with the systemd driver, whose
@@ -255,7 +288,7 @@ impl Cgroup {
     }
 
     pub fn add_task(&self, pid: i32) -> Result<()> {
-        self.manager
+        self.manager()?
             .add_task(Pid::from_raw(pid))
             .map_err(flat("add the container's process", &self.path))
     }
@@ -301,6 +334,7 @@ impl Cgroup {
         };
         match dir {
             Some(dir) if self.host.unified => device_bpf::apply(&dir, &rules),
+            Some(dir) if self.v1_fast() => v1::apply_devices(&dir, &rules),
             _ => {
                 let devs = only(|p| p.set_devices(Some(devices::as_spec(&rules))));
                 self.apply_part("linux.resources.devices", &devs)
@@ -373,7 +407,7 @@ impl Cgroup {
             oom_score_adj: None,
             freezer_state: None,
         };
-        self.manager
+        self.manager()?
             .apply(&opt)
             .map_err(flat(&format!("config.json: {key}"), &self.path))
     }
@@ -423,14 +457,14 @@ impl Cgroup {
         } else {
             FreezerState::Thawed
         };
-        self.manager
+        self.manager()?
             .freeze(state)
             .map_err(flat("freezer", &self.path))
     }
 
     pub fn pids(&self) -> Result<Vec<i32>> {
         Ok(self
-            .manager
+            .manager()?
             .get_all_pids()
             .map_err(flat("list processes", &self.path))?
             .into_iter()
@@ -440,7 +474,7 @@ impl Cgroup {
 
     pub fn stats(&self) -> Result<stats::RuncStats> {
         let s = self
-            .manager
+            .manager()?
             .stats()
             .map_err(flat("statistics", &self.path))?;
         Ok(stats::from_libcgroups(&s, self.host.unified))
@@ -455,7 +489,11 @@ impl Cgroup {
     }
 
     pub fn remove(&self) -> Result<()> {
-        self.manager.remove().map_err(flat("remove", &self.path))
+        if self.v1_fast() {
+            return v1::remove(&self.host, &self.path)
+                .map_err(|e| anyhow!("remove: cgroup {}: {e}", self.path.display()));
+        }
+        self.manager()?.remove().map_err(flat("remove", &self.path))
     }
 }
 

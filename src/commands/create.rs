@@ -212,6 +212,8 @@ fn build(
         .with_context(|| format!("chown {}", fifo.display()))?;
     container::mark_fifo_waiting(&fifo)?;
     let cgroup = &parts.cgroup;
+    let cgroup_tasks = cgroup.prepare_join()?;
+    let joined_by_init = !cgroup_tasks.is_empty();
     let cfg = InitConfig {
         spec: &b.spec,
         rootfs: &b.rootfs,
@@ -226,10 +228,12 @@ fn build(
         record: c.record.clone(),
         process: parts.process,
         container: parts.container,
+        cgroup_tasks,
     };
     let mut parent = Parent {
         c,
         cgroup,
+        joined_by_init,
         spec: &b.spec,
         hooks_began: false,
         netdevs: &parts.netdevs,
@@ -251,6 +255,8 @@ fn build(
 struct Parent<'a> {
     c: &'a mut Container,
     cgroup: &'a Cgroup,
+    /// The init writes itself into the cgroup (v1: cgroups/v1.rs).
+    joined_by_init: bool,
     spec: &'a oci_spec::runtime::Spec,
     hooks_began: bool,
     netdevs: &'a [netdev::NetDevPlan],
@@ -263,7 +269,9 @@ impl Handshake for Parent<'_> {
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
         trace::phase("init cloned");
-        self.cgroup.add_task(pid)?;
+        if !self.joined_by_init {
+            self.cgroup.add_task(pid)?;
+        }
         // Even without linux.resources the device rules apply (deny all but the defaults).
         let resources = self
             .spec

@@ -40,6 +40,11 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // Until execve, /proc/self/exe of this process is the hako binary: keep it unreachable
     // from the container (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    // Into the cgroup before anything else; "0" is this task, which spares the kernel's global
+    // lock (cgroups/v1.rs). The fds are closed with the others below.
+    for fd in &cfg.cgroup_tasks {
+        nix::unistd::write(fd, b"0").context("join the container's cgroup (v1 tasks)")?;
+    }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     // SAFETY: restoring the default disposition (Rust's runtime ignores SIGPIPE; an ignored
     // signal would stay ignored across execve).

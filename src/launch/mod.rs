@@ -46,12 +46,14 @@ pub struct InitConfig<'a> {
     pub process: ProcessPlan,
     /// Mounts, sysctls, clocks, personality.
     pub container: ContainerPlan,
+    /// The cgroup's v1 `tasks` files: the init writes itself in first thing (cgroups/v1.rs).
+    pub cgroup_tasks: Vec<OwnedFd>,
 }
 
 /// What the parent does at the handshake's points.
 pub trait Handshake {
-    /// Right after clone, before the init does anything: put `pid` in the container's cgroup and
-    /// record it.
+    /// Right after clone, before the init does anything: put `pid` in the container's cgroup
+    /// (unless the init joins it itself) and record it.
     fn spawned(&mut self, pid: i32) -> Result<()>;
     /// The init is in its namespaces with its mounts made, before pivot_root (its final pid is
     /// known): run the prestart and createRuntime hooks.
