@@ -70,6 +70,8 @@ fn drive(
 ) -> Result<()> {
     parent.spawned(first)?;
     chan.send(&Msg::Proceed)?;
+    // The parent only waits for the child now: a good time for this (linux/exeseal.rs).
+    crate::linux::exeseal::release_mounts();
     loop {
         match chan.recv_with_fd()? {
             Some((Msg::Pid { pid: p }, _)) => {

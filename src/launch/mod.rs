@@ -55,6 +55,8 @@ pub trait Handshake {
     /// Right after clone, before the init does anything: put `pid` in the container's cgroup
     /// (unless the init joins it itself) and record it.
     fn spawned(&mut self, pid: i32) -> Result<()>;
+    /// The init goes on with its namespaces: what the parent does meanwhile.
+    fn proceeding(&mut self, pid: i32) -> Result<()>;
     /// The init is in its namespaces with its mounts made, before pivot_root (its final pid is
     /// known): run the prestart and createRuntime hooks.
     fn rootfs_ready(&mut self, pid: i32) -> Result<()>;
@@ -134,6 +136,7 @@ fn drive(
         write_id_maps(cfg.spec, first)?;
     }
     chan.send(&Msg::Proceed)?;
+    parent.proceeding(first)?;
     loop {
         let (msg, fd) = match chan.recv_with_fd()? {
             Some((m, fd)) => (Some(m), fd),
