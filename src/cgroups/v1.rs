@@ -110,15 +110,33 @@ pub fn device_line(r: &Rule) -> String {
     format!("{} {}:{} {}", r.typ, n(r.major), n(r.minor), r.access)
 }
 
-/// Writes the device rules in order, each to devices.allow or devices.deny.
+/// Writes the device rules in order, each to devices.allow or devices.deny. Each file is
+/// opened once: the kernel takes every write(2) as one rule (and a path walk down a cgroup
+/// hierarchy per rule was a measurable part of a create's CPU time).
 pub fn apply_devices(dir: &Path, rules: &[Rule]) -> Result<()> {
+    let open = |name: &str| {
+        let path = dir.join(name);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map(|f| (f, path))
+            .map_err(|e| {
+                anyhow!(
+                    "config.json: linux.resources.devices: {}: {e}",
+                    dir.join(name).display()
+                )
+            })
+    };
+    let (mut allow, mut deny) = (open("devices.allow")?, open("devices.deny")?);
     for r in rules {
-        let file = dir.join(if r.allow {
-            "devices.allow"
-        } else {
-            "devices.deny"
-        });
-        write(&file, &device_line(r)).context("config.json: linux.resources.devices")?;
+        let (f, path) = if r.allow { &mut allow } else { &mut deny };
+        let line = device_line(r);
+        f.write_all(line.as_bytes()).map_err(|e| {
+            anyhow!(
+                "config.json: linux.resources.devices: write {line:?} to {}: {e}",
+                path.display()
+            )
+        })?;
     }
     Ok(())
 }
