@@ -322,7 +322,7 @@ impl Cgroup {
         self.apply_live(&update::live_subset(r))
     }
 
-    /// The device rules: v1 through libcgroups (devices.allow/deny), v2 as a BPF program —
+    /// The device rules: v1 in devices.allow/deny (v1.rs), v2 as a BPF program —
     /// with the systemd driver too, on the scope's directory (libcgroups sets no DeviceAllow, so
     /// systemd would leave every device open).
     fn apply_devices(&self, r: &LinuxResources) -> Result<()> {
@@ -335,10 +335,12 @@ impl Cgroup {
         match dir {
             Some(dir) if self.host.unified => device_bpf::apply(&dir, &rules),
             Some(dir) if self.v1_fast() => v1::apply_devices(&dir, &rules),
-            _ => {
-                let devs = only(|p| p.set_devices(Some(devices::as_spec(&rules))));
-                self.apply_part("linux.resources.devices", &devs)
-            }
+            // Unreachable: systemd on v1 is refused at open, and a systemd path always names
+            // its scope's directory.
+            _ => bail!(
+                "config.json: linux.resources.devices: cgroup {}: no device cgroup to apply them to",
+                self.path.display()
+            ),
         }
     }
 

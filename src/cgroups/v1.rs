@@ -104,12 +104,6 @@ fn write(path: &Path, value: &str) -> Result<()> {
         .map_err(|e| anyhow!("write {value:?} to {}: {e}", path.display()))
 }
 
-/// A rule as devices.allow / devices.deny take it: `c 1:3 rwm`, `a *:* rwm`.
-pub fn device_line(r: &Rule) -> String {
-    let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
-    format!("{} {}:{} {}", r.typ, n(r.major), n(r.minor), r.access)
-}
-
 /// Writes the device rules in order, each to devices.allow or devices.deny. Each file is
 /// opened once: the kernel takes every write(2) as one rule (and a path walk down a cgroup
 /// hierarchy per rule was a measurable part of a create's CPU time).
@@ -130,7 +124,7 @@ pub fn apply_devices(dir: &Path, rules: &[Rule]) -> Result<()> {
     let (mut allow, mut deny) = (open("devices.allow")?, open("devices.deny")?);
     for r in rules {
         let (f, path) = if r.allow { &mut allow } else { &mut deny };
-        let line = device_line(r);
+        let line = r.line();
         f.write_all(line.as_bytes()).map_err(|e| {
             anyhow!(
                 "config.json: linux.resources.devices: write {line:?} to {}: {e}",
@@ -190,10 +184,9 @@ mod tests {
     #[test]
     fn device_lines() {
         let rules = super::super::devices::plan(&[]).unwrap();
-        assert_eq!(device_line(&rules[0]), "a *:* rwm");
-        assert!(rules.iter().any(|r| device_line(r) == "c 1:3 rwm"));
-        assert!(rules.iter().any(|r| device_line(r) == "c 136:* rwm"));
-        assert!(rules.iter().any(|r| device_line(r) == "b *:* m"));
+        assert_eq!(rules[0].line(), "a *:* rwm");
+        assert!(rules.iter().any(|r| r.line() == "c 1:3 rwm"));
+        assert!(rules.iter().any(|r| r.line() == "b *:* m"));
     }
 
     #[test]
