@@ -12,6 +12,7 @@ pub mod oom;
 pub mod stats;
 pub mod update;
 pub mod v1;
+pub mod v2;
 
 use std::cell::OnceCell;
 use std::os::fd::OwnedFd;
@@ -150,6 +151,16 @@ pub fn parse_own_cgroup(text: &str) -> PathBuf {
         .map_or_else(|| PathBuf::from("/"), |l| l.path.clone())
 }
 
+/// How the init joins its cgroup (`Cgroup::prepare_join`).
+pub enum Join {
+    /// v1 `tasks` files the init writes "0" to.
+    Tasks(Vec<OwnedFd>),
+    /// The cgroup2 directory to clone the init into.
+    CloneInto(OwnedFd),
+    /// The parent moves it (`add_task`).
+    ByParent,
+}
+
 pub struct Cgroup {
     /// libcgroups' manager, built on first use on the v1 fast path (see v1.rs: building it is
     /// most of what a create or delete would spend on cgroups).
@@ -217,14 +228,23 @@ impl Cgroup {
         Ok(self.manager.get_or_init(|| m))
     }
 
-    /// Before clone: on the v1 fast path, makes the directories and returns the `tasks` files
-    /// the init writes itself into (v1.rs); otherwise nothing, and `add_task` after clone.
-    pub fn prepare_join(&self) -> Result<Vec<OwnedFd>> {
+    /// Before clone: how the init gets into its cgroup without being moved by the parent. On
+    /// v1 (cgroupfs) the directories are made and their `tasks` files opened: the init writes
+    /// itself in (v1.rs); on v2 (cgroupfs) the directory is made and opened for
+    /// CLONE_INTO_CGROUP (v2.rs; where that fails, the parent moves the init as before).
+    /// With systemd: nothing, and `add_task` after clone.
+    pub fn prepare_join(&self) -> Result<Join> {
         if self.v1_fast() {
-            v1::make(&self.host, &self.path)
-        } else {
-            Ok(Vec::new())
+            return Ok(Join::Tasks(v1::make(&self.host, &self.path)?));
         }
+        if self.host.unified && !self.systemd {
+            let root = Path::new(host::CGROUP_ROOT);
+            match v2::make(root, &self.path) {
+                Ok(fd) => return Ok(Join::CloneInto(fd)),
+                Err(e) => tracing::debug!("CLONE_INTO_CGROUP not prepared: {e:#}"),
+            }
+        }
+        Ok(Join::ByParent)
     }
 
     /// The directory of `controller` for this cgroup (None with the systemd driver, whose

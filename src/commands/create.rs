@@ -222,7 +222,11 @@ fn build(
     }
     container::mark_fifo_waiting(&fifo)?;
     let cgroup = &parts.cgroup;
-    let cgroup_tasks = cgroup.prepare_join()?;
+    let (cgroup_tasks, clone_into) = match cgroup.prepare_join()? {
+        cgroups::Join::Tasks(fds) => (fds, None),
+        cgroups::Join::CloneInto(fd) => (Vec::new(), Some(fd)),
+        cgroups::Join::ByParent => (Vec::new(), None),
+    };
     let joined_by_init = !cgroup_tasks.is_empty();
     let cfg = InitConfig {
         spec: &b.spec,
@@ -239,6 +243,7 @@ fn build(
         process: parts.process,
         container: parts.container,
         cgroup_tasks,
+        clone_into,
     };
     let mut parent = Parent {
         c,
@@ -273,9 +278,9 @@ struct Parent<'a> {
 }
 
 impl Handshake for Parent<'_> {
-    fn spawned(&mut self, pid: i32) -> Result<()> {
+    fn spawned(&mut self, pid: i32, in_cgroup: bool) -> Result<()> {
         trace::phase("init cloned");
-        if !self.joined_by_init {
+        if !self.joined_by_init && !in_cgroup {
             self.cgroup.add_task(pid)?;
         }
         // Even without linux.resources the device rules apply (deny all but the defaults).
