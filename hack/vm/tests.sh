@@ -201,13 +201,16 @@ hako start nest
 wait_for is_status nest stopped
 check "a cgroup namespace shows the container's cgroup as /" 0::/ "$(cat /tmp/b/nest.out)"
 hako delete nest
+bundle born '["true"]' '{"pids":{"limit":5}}' /hako-vm/born
+has "the init is cloned into its cgroup (clone3 CLONE_INTO_CGROUP), not moved there" \
+  "init cloned into its cgroup" "$(hako --debug run -b /tmp/b/born born 2>&1)"
 bundle rel '["sh","-c","sleep 1000"]' '{"pids":{"limit":9}}' rel-hako/x
 runbg rel
 check "relative cgroupsPath: under hako's own cgroup's parent (/ here)" 9 "$(val $CG/rel-hako/x/pids.max)"
 hako kill rel KILL
 wait_for is_status rel stopped
 hako delete rel
-rmdir $CG/hako-vm/a/b $CG/hako-vm/a $CG/hako-vm $CG/rel-hako 2>/dev/null
+rmdir $CG/hako-vm/a/b $CG/hako-vm/a $CG/hako-vm/born $CG/hako-vm $CG/rel-hako 2>/dev/null
 
 section "rootless, delegated subtree"
 # --- a user's container in a cgroup v2 subtree delegated to the user (chowned) ---------------------

@@ -21,18 +21,16 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn to_spec(&self) -> LinuxDeviceCgroup {
-        let mut d = LinuxDeviceCgroup::default();
-        d.set_allow(self.allow);
-        d.set_typ(Some(match self.typ {
-            'b' => LinuxDeviceType::B,
-            'c' => LinuxDeviceType::C,
-            _ => LinuxDeviceType::A,
-        }));
-        d.set_major(self.major);
-        d.set_minor(self.minor);
-        d.set_access(Some(self.access.clone()));
-        d
+    /// The rule as devices.allow / devices.deny take it: `c 1:3 rwm`, `a *:* rwm`.
+    pub fn line(&self) -> String {
+        let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
+        format!(
+            "{} {}:{} {}",
+            self.typ,
+            n(self.major),
+            n(self.minor),
+            self.access
+        )
     }
 }
 
@@ -125,12 +123,6 @@ pub fn plan(user: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
     Ok(rules)
 }
 
-/// The planned rules as spec entries, for libcgroups (which appends its own defaults after them:
-/// the same devices, so the kernel merges them into ours).
-pub fn as_spec(rules: &[Rule]) -> Vec<LinuxDeviceCgroup> {
-    rules.iter().map(Rule::to_spec).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,9 +140,9 @@ mod tests {
                 {"allow":false,"type":"c","major":1,"minor":3}]"#,
         );
         let rules = plan(&u).unwrap();
-        let lines: Vec<String> = as_spec(&rules)
+        let lines: Vec<String> = rules
             .iter()
-            .map(|d| format!("{} {d}", if d.allow() { "allow" } else { "deny" }))
+            .map(|r| format!("{} {}", if r.allow { "allow" } else { "deny" }, r.line()))
             .collect();
         assert_eq!(lines[0], "deny a *:* rwm");
         assert_eq!(lines[1], "deny a *:* rwm");
@@ -224,10 +216,10 @@ mod tests {
     }
 
     #[test]
-    fn spec_round_trip_keeps_wildcards() {
-        let spec = as_spec(&defaults());
-        assert_eq!(spec[0].to_string(), "c *:* m");
-        assert_eq!(spec[10].to_string(), "c 136:* rwm");
-        assert!(spec.iter().all(|d| d.allow()));
+    fn lines_keep_wildcards() {
+        let d = defaults();
+        assert_eq!(d[0].line(), "c *:* m");
+        assert_eq!(d[10].line(), "c 136:* rwm");
+        assert!(d.iter().all(|r| r.allow));
     }
 }

@@ -13,7 +13,11 @@ pub mod oom;
 pub mod rootless;
 pub mod stats;
 pub mod update;
+pub mod v1;
+pub mod v2;
 
+use std::cell::OnceCell;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -149,14 +153,28 @@ pub fn parse_own_cgroup(text: &str) -> PathBuf {
         .map_or_else(|| PathBuf::from("/"), |l| l.path.clone())
 }
 
+/// How the init joins its cgroup (`Cgroup::prepare_join`); where neither applies (systemd, or
+/// clone3 refused) the parent moves it (`add_task`).
+#[derive(Default)]
+pub struct Join {
+    /// v1 `tasks` files the init writes "0" to.
+    pub tasks: Vec<OwnedFd>,
+    /// The cgroup2 directory to clone the init into: the container's on v2, its directory in
+    /// the controller-less cgroup2 hierarchy on a hybrid host (hybrid.rs).
+    pub clone_into: Option<OwnedFd>,
+}
+
 pub struct Cgroup {
-    manager: AnyCgroupManager,
+    /// libcgroups' manager, built on first use on the v1 fast path (see v1.rs: building it is
+    /// most of what a create or delete would spend on cgroups).
+    manager: OnceCell<AnyCgroupManager>,
     pub path: PathBuf,
     pub host: Host,
     systemd: bool,
     /// Run rootless: device rules are not applied (runc's rootless rule: they need
     /// CAP_SYS_ADMIN on the host, and a user namespace cannot make device nodes anyway).
     rootless: bool,
+    id: String,
 }
 
 fn flat<E: std::fmt::Display>(what: &str, path: &Path) -> impl FnOnce(E) -> anyhow::Error {
@@ -193,19 +211,18 @@ impl Cgroup {
                 bail!("--systemd-cgroup: systemd is not running on this host");
             }
         }
-        let manager = create_cgroup_manager(CgroupConfig {
-            cgroup_path: path.to_path_buf(),
-            systemd_cgroup: systemd,
-            container_name: id.to_string(),
-        })
-        .map_err(flat("open", path))?;
-        Ok(Cgroup {
-            manager,
+        let cg = Cgroup {
+            manager: OnceCell::new(),
             path: path.to_path_buf(),
             host,
             systemd,
             rootless: crate::linux::userns::rootless(),
-        })
+            id: id.to_string(),
+        };
+        if !cg.v1_fast() {
+            cg.manager()?;
+        }
+        Ok(cg)
     }
 
     /// The cgroup of a container's record; None when it runs without one (rootless, no
@@ -226,6 +243,54 @@ impl Cgroup {
                 r.id
             )
         })
+    }
+
+    /// v1 hierarchies with the cgroupfs driver: hako makes, joins and removes the cgroup itself.
+    fn v1_fast(&self) -> bool {
+        !self.host.unified && !self.systemd
+    }
+
+    fn manager(&self) -> Result<&AnyCgroupManager> {
+        if let Some(m) = self.manager.get() {
+            return Ok(m);
+        }
+        let m = create_cgroup_manager(CgroupConfig {
+            cgroup_path: self.path.clone(),
+            systemd_cgroup: self.systemd,
+            container_name: self.id.clone(),
+        })
+        .map_err(flat("open", &self.path))?;
+        Ok(self.manager.get_or_init(|| m))
+    }
+
+    /// Before clone: how the init gets into its cgroup without being moved by the parent. On
+    /// v1 (cgroupfs) the directories are made and their `tasks` files opened: the init writes
+    /// itself in (v1.rs); on v2 (cgroupfs) the directory is made and opened for
+    /// CLONE_INTO_CGROUP (v2.rs; where that fails, the parent moves the init as before).
+    /// On a hybrid host the init is also cloned into its cgroup2 directory. With systemd:
+    /// nothing, and `add_task` after clone.
+    pub fn prepare_join(&self) -> Result<Join> {
+        if self.v1_fast() {
+            let clone_into = match self.hybrid_unified_dir() {
+                Some(dir) => Some(hybrid::make(&dir)?),
+                None => None,
+            };
+            let tasks = v1::make(&self.host, &self.path)?;
+            return Ok(Join { tasks, clone_into });
+        }
+        if self.host.unified && !self.systemd {
+            let root = Path::new(host::CGROUP_ROOT);
+            match v2::make(root, &self.path) {
+                Ok(fd) => {
+                    return Ok(Join {
+                        tasks: Vec::new(),
+                        clone_into: Some(fd),
+                    })
+                }
+                Err(e) => tracing::debug!("CLONE_INTO_CGROUP not prepared: {e:#}"),
+            }
+        }
+        Ok(Join::default())
     }
 
     /// The directory of `controller` for this cgroup (None with the systemd driver, whose
@@ -288,10 +353,14 @@ impl Cgroup {
             .is_some_and(|s| s.trim() == frozen)
     }
 
+    /// The parent's part of the join when the init was not cloned into its cgroup: on v1 the
+    /// init writes itself into the controllers' hierarchies, and the hybrid cgroup2 one is left.
     pub fn add_task(&self, pid: i32) -> Result<()> {
-        self.manager
-            .add_task(Pid::from_raw(pid))
-            .map_err(flat("add the container's process", &self.path))?;
+        if !self.v1_fast() {
+            self.manager()?
+                .add_task(Pid::from_raw(pid))
+                .map_err(flat("add the container's process", &self.path))?;
+        }
         match self.hybrid_unified_dir() {
             Some(dir) => hybrid::add(&dir, pid),
             None => Ok(()),
@@ -347,7 +416,7 @@ impl Cgroup {
         extra::apply(&rootless::v1_writes(r)?, |c| self.dir(c))
     }
 
-    /// The device rules: v1 through libcgroups (devices.allow/deny), v2 as a BPF program —
+    /// The device rules: v1 in devices.allow/deny (v1.rs), v2 as a BPF program —
     /// with the systemd driver too, on the scope's directory (libcgroups sets no DeviceAllow, so
     /// systemd would leave every device open).
     fn apply_devices(&self, r: &LinuxResources) -> Result<()> {
@@ -359,10 +428,13 @@ impl Cgroup {
         };
         match dir {
             Some(dir) if self.host.unified => device_bpf::apply(&dir, &rules),
-            _ => {
-                let devs = only(|p| p.set_devices(Some(devices::as_spec(&rules))));
-                self.apply_part("linux.resources.devices", &devs)
-            }
+            Some(dir) if self.v1_fast() => v1::apply_devices(&dir, &rules),
+            // Unreachable: systemd on v1 is refused at open, and a systemd path always names
+            // its scope's directory.
+            _ => bail!(
+                "config.json: linux.resources.devices: cgroup {}: no device cgroup to apply them to",
+                self.path.display()
+            ),
         }
     }
 
@@ -448,7 +520,7 @@ impl Cgroup {
             oom_score_adj: None,
             freezer_state: None,
         };
-        self.manager
+        self.manager()?
             .apply(&opt)
             .map_err(flat(&format!("config.json: {key}"), &self.path))
     }
@@ -498,14 +570,14 @@ impl Cgroup {
         } else {
             FreezerState::Thawed
         };
-        self.manager
+        self.manager()?
             .freeze(state)
             .map_err(flat("freezer", &self.path))
     }
 
     pub fn pids(&self) -> Result<Vec<i32>> {
         Ok(self
-            .manager
+            .manager()?
             .get_all_pids()
             .map_err(flat("list processes", &self.path))?
             .into_iter()
@@ -515,7 +587,7 @@ impl Cgroup {
 
     pub fn stats(&self) -> Result<stats::RuncStats> {
         let s = self
-            .manager
+            .manager()?
             .stats()
             .map_err(flat("statistics", &self.path))?;
         Ok(stats::from_libcgroups(&s, self.host.unified))
@@ -530,11 +602,15 @@ impl Cgroup {
     }
 
     pub fn remove(&self) -> Result<()> {
-        self.manager.remove().map_err(flat("remove", &self.path))?;
-        match self.hybrid_unified_dir() {
-            Some(dir) => hybrid::remove(&dir),
-            None => Ok(()),
+        if self.v1_fast() {
+            v1::remove(&self.host, &self.path)
+                .map_err(|e| anyhow!("remove: cgroup {}: {e}", self.path.display()))?;
+            return match self.hybrid_unified_dir() {
+                Some(dir) => hybrid::remove(&dir),
+                None => Ok(()),
+            };
         }
+        self.manager()?.remove().map_err(flat("remove", &self.path))
     }
 }
 

@@ -102,16 +102,30 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
             (Some(a), Some(OwnedFd::from(b)))
         }
     };
+    let mut cgroups = cgroups::join::Joins::default();
+    if r.cgroup_path.as_os_str().is_empty() {
+        // Rootless without a cgroup: the process stays in the caller's, as the init did.
+        if let Some(sub) = args.cgroup.first() {
+            bail!("--cgroup {sub}: the container has no cgroup (rootless)");
+        }
+    } else {
+        cgroups::join::prepare(r.pid, None, Path::new(""), &mut cgroups)
+            .with_context(|| format!("container {:?}: its cgroup", r.id))?;
+        for sub in &args.cgroup {
+            prepare_sub_cgroup(r.pid, sub, &mut cgroups)?;
+        }
+    }
     let cfg = ExecConfig {
         process: plan,
         joins,
         chroot: (!has_mount_ns).then(|| r.rootfs.clone()),
         console_socket: theirs,
         preserve_fds,
+        cgroup_tasks: cgroups.own,
     };
     let mut parent = Parent {
         record: r,
-        sub_cgroups: &args.cgroup,
+        cgroup_dirs: cgroups.by_parent,
     };
     let pid = launch_exec::spawn(&cfg, &mut parent)?;
     tracing::debug!("exec: the program runs as pid {pid}");
@@ -144,25 +158,14 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
 
 struct Parent<'a> {
     record: &'a Record,
-    sub_cgroups: &'a [String],
+    /// The cgroups the parent writes the pid into (cgroups/join.rs).
+    cgroup_dirs: Vec<std::path::PathBuf>,
 }
 
 impl ExecParent for Parent<'_> {
     fn spawned(&mut self, pid: i32) -> Result<()> {
-        let init = self.record.pid;
-        // Rootless without a cgroup: the process stays in the caller's, as the init did.
-        if self.record.cgroup_path.as_os_str().is_empty() {
-            if let Some(sub) = self.sub_cgroups.first() {
-                anyhow::bail!("--cgroup {sub}: the container has no cgroup (rootless)");
-            }
-            return Ok(());
-        }
-        cgroups::join::join(init, pid, None, Path::new(""))
-            .with_context(|| format!("container {:?}: its cgroup", self.record.id))?;
-        for sub in self.sub_cgroups {
-            join_sub_cgroup(init, sub, pid)?;
-        }
-        Ok(())
+        cgroups::join::write_pid(&self.cgroup_dirs, pid)
+            .with_context(|| format!("container {:?}: its cgroup", self.record.id))
     }
 
     fn seccomp_listener(&mut self, pid: i32, listener: &Listener, fd: OwnedFd) -> Result<()> {
@@ -173,7 +176,7 @@ impl ExecParent for Parent<'_> {
 
 /// `--cgroup [CONTROLLER[,CONTROLLER]:]PATH`: an existing cgroup under the container's, for
 /// those controllers or for all of them; `/` is the container's own.
-fn join_sub_cgroup(init_pid: i32, value: &str, pid: i32) -> Result<()> {
+fn prepare_sub_cgroup(init_pid: i32, value: &str, j: &mut cgroups::join::Joins) -> Result<()> {
     let (controllers, sub) = match value.split_once(':') {
         Some((c, p)) => (Some(c), p),
         None => (None, value),
@@ -187,10 +190,10 @@ fn join_sub_cgroup(init_pid: i32, value: &str, pid: i32) -> Result<()> {
     }
     let wrap = |e: anyhow::Error| e.context(format!("--cgroup {value}"));
     match controllers {
-        None => cgroups::join::join(init_pid, pid, None, sub).map_err(wrap),
+        None => cgroups::join::prepare(init_pid, None, sub, j).map_err(wrap),
         Some(list) => list
             .split(',')
-            .try_for_each(|c| cgroups::join::join(init_pid, pid, Some(c), sub))
+            .try_for_each(|c| cgroups::join::prepare(init_pid, Some(c), sub, j))
             .map_err(wrap),
     }
 }

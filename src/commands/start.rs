@@ -54,8 +54,9 @@ pub fn start(c: &mut Container) -> Result<()> {
         _ => {}
     }
     tracing::debug!("start {}: process executed", c.record.id);
+    // Not saved: "running" is read from the live process and the fifo's absence
+    // (Container::status), and each save is two metadata writes on the state's disk.
     c.record.status = Status::Running;
-    c.save()?;
     let state = c.record.state_json(Status::Running);
     if let Err(e) = hooks::run_all(&spec, Kind::Poststart, &state, None) {
         super::delete::destroy(c, true);

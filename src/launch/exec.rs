@@ -1,6 +1,7 @@
-//! A process exec'd into a running container: the parent puts it in the container's cgroup,
-//! the child joins the container's namespaces (user first; a pid or time namespace takes one
-//! more fork), opens its terminal, then finishes as the init does (launch/finalize.rs).
+//! A process exec'd into a running container: it writes itself into the container's v1 cgroups
+//! (the parent puts it into the others), joins the container's namespaces (user first; a pid or
+//! time namespace takes one more fork), opens its terminal, then finishes as the init does
+//! (launch/finalize.rs).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -30,11 +31,14 @@ pub struct ExecConfig {
     pub console_socket: Option<OwnedFd>,
     /// fds 3..3+preserve_fds pass into the process.
     pub preserve_fds: u32,
+    /// v1 `tasks` files the process writes itself into first thing (cgroups/join.rs).
+    pub cgroup_tasks: Vec<OwnedFd>,
 }
 
 /// What the parent does at the handshake's points.
 pub trait ExecParent {
-    /// Right after clone, before the child joins anything: put `pid` in the container's cgroup.
+    /// Right after clone, before the child joins anything: put `pid` in the container's cgroups
+    /// it does not join itself.
     fn spawned(&mut self, pid: i32) -> Result<()>;
     /// The process installed a seccomp filter that notifies: hand its fd to the agent.
     fn seccomp_listener(&mut self, pid: i32, listener: &Listener, fd: OwnedFd) -> Result<()>;
@@ -66,6 +70,8 @@ fn drive(
 ) -> Result<()> {
     parent.spawned(first)?;
     chan.send(&Msg::Proceed)?;
+    // The parent only waits for the child now: a good time for this (linux/exeseal.rs).
+    crate::linux::exeseal::release_mounts();
     loop {
         match chan.recv_with_fd()? {
             Some((Msg::Pid { pid: p }, _)) => {
@@ -115,6 +121,9 @@ fn run(cfg: &ExecConfig, chan: &Channel) -> Result<Failed> {
     // Until execve, /proc/self/exe of this process is the hako binary: keep it unreachable
     // from the container (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    for fd in &cfg.cgroup_tasks {
+        nix::unistd::write(fd, b"0").context("join the container's cgroup (v1 tasks)")?;
+    }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     // SAFETY: restoring the default disposition (Rust's runtime ignores SIGPIPE; an ignored
     // signal would stay ignored across execve).

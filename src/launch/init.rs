@@ -47,6 +47,11 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     if !(cfg.rootless && clone_made_userns) {
         dumpable(false)?;
     }
+    // Into the cgroup before anything else; "0" is this task, which spares the kernel's global
+    // lock (cgroups/v1.rs). The fds are closed with the others below.
+    for fd in &cfg.cgroup_tasks {
+        nix::unistd::write(fd, b"0").context("join the container's cgroup (v1 tasks)")?;
+    }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     // SAFETY: restoring the default disposition (Rust's runtime ignores SIGPIPE; an ignored
     // signal would stay ignored across execve).

@@ -7,7 +7,7 @@ pub mod init;
 pub mod plan;
 pub mod sync;
 
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -50,13 +50,19 @@ pub struct InitConfig<'a> {
     /// hako runs rootless (linux/userns.rs): device nodes cannot be made, even without a user
     /// namespace in the config (rootless podman runs hako inside its own).
     pub rootless: bool,
+    /// The cgroup's v1 `tasks` files: the init writes itself in first thing (cgroups/v1.rs).
+    pub cgroup_tasks: Vec<OwnedFd>,
+    /// The cgroup2 directory the init is cloned into (CLONE_INTO_CGROUP, cgroups/v2.rs).
+    pub clone_into: Option<OwnedFd>,
 }
 
 /// What the parent does at the handshake's points.
 pub trait Handshake {
-    /// Right after clone, before the init does anything: put `pid` in the container's cgroup and
-    /// record it.
-    fn spawned(&mut self, pid: i32) -> Result<()>;
+    /// Right after clone, before the init does anything: put `pid` in the container's cgroup
+    /// (unless it was born there, `in_cgroup`, or joins it itself).
+    fn spawned(&mut self, pid: i32, in_cgroup: bool) -> Result<()>;
+    /// The init goes on with its namespaces: what the parent does meanwhile.
+    fn proceeding(&mut self, pid: i32) -> Result<()>;
     /// The init is in its namespaces with its mounts made, before pivot_root (its final pid is
     /// known): run the prestart and createRuntime hooks.
     fn rootfs_ready(&mut self, pid: i32) -> Result<()>;
@@ -78,6 +84,56 @@ fn clone_process(flags: CloneFlags) -> Result<i32> {
     Ok(rc as i32)
 }
 
+/// clone3(2)'s arguments (linux/sched.h, CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Like `clone_process`, the child born in the cgroup2 directory `cgroup`. None when this
+/// kernel cannot (before 5.7, or the cgroup refuses): the caller clones as usual.
+fn clone_into_cgroup(flags: CloneFlags, cgroup: RawFd) -> Option<Result<i32>> {
+    let args = CloneArgs {
+        flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: args is a valid clone_args of the size passed; a zero stack makes clone3 behave
+    // like fork(2) (the child continues on a copy of this stack). hako is single-threaded here.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc >= 0 {
+        return Some(Ok(rc as i32));
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EOPNOTSUPP | libc::EBUSY) => {
+            tracing::debug!("clone3 with CLONE_INTO_CGROUP: {err}: the parent moves the init");
+            None
+        }
+        _ => Some(Err(err).context("clone the container's init (clone3)")),
+    }
+}
+
 /// Kills what the handshake started (used on every error path).
 fn kill_and_reap(first: i32, last: i32) {
     for pid in [last, first] {
@@ -91,14 +147,25 @@ fn kill_and_reap(first: i32, last: i32) {
 /// Spawns the init and drives it to `created`. Returns the container's pid (host view).
 pub fn spawn_init(cfg: &InitConfig, parent: &mut dyn Handshake) -> Result<i32> {
     let (parent_end, init_end) = sync::pair()?;
-    let first = clone_process(cfg.ns.clone_flags)?;
+    let into = cfg
+        .clone_into
+        .as_ref()
+        .and_then(|fd| clone_into_cgroup(cfg.ns.clone_flags, fd.as_raw_fd()));
+    let in_cgroup = into.is_some();
+    if in_cgroup {
+        tracing::debug!("init cloned into its cgroup (CLONE_INTO_CGROUP)");
+    }
+    let first = match into {
+        Some(r) => r?,
+        None => clone_process(cfg.ns.clone_flags)?,
+    };
     if first == 0 {
         drop(parent_end);
         init::main(cfg, init_end);
     }
     drop(init_end);
     let mut pid = first;
-    let result = drive(cfg, parent, &parent_end, first, &mut pid);
+    let result = drive(cfg, parent, &parent_end, first, in_cgroup, &mut pid);
     if result.is_err() {
         kill_and_reap(first, pid);
     }
@@ -110,13 +177,15 @@ fn drive(
     parent: &mut dyn Handshake,
     chan: &Channel,
     first: i32,
+    in_cgroup: bool,
     pid: &mut i32,
 ) -> Result<()> {
-    parent.spawned(first)?;
+    parent.spawned(first, in_cgroup)?;
     if cfg.ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
         crate::linux::userns::write_maps(cfg.spec, first)?;
     }
     chan.send(&Msg::Proceed)?;
+    parent.proceeding(first)?;
     loop {
         let (msg, fd) = match chan.recv_with_fd()? {
             Some((m, fd)) => (Some(m), fd),

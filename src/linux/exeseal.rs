@@ -13,11 +13,54 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{Context, Result};
+use nix::fcntl::FdFlag;
 
 use super::exec::{cstrings, pointers};
 
 /// Set for the re-executed process, which then checks that it really runs from a sealed view.
+/// Its value lists the view's mount fds, passed across the re-exec (see `release_mounts`).
 const MARK: &str = "_HAKO_SEALED_EXE";
+
+/// The sealed view's mounts, held open by the re-executed hako. Closing the last fd of a
+/// detached mount unmounts it and waits for an RCU grace period (1-3 ms measured here, on the
+/// path of every create when it happened at the re-exec): `release_mounts` closes them
+/// while the parent only waits for its init.
+static MOUNTS: std::sync::Mutex<Vec<OwnedFd>> = std::sync::Mutex::new(Vec::new());
+
+/// Closes the sealed view's mount fds (the binary stays open through /proc/self/exe).
+pub fn release_mounts() {
+    if let Ok(mut m) = MOUNTS.lock() {
+        m.clear();
+    }
+}
+
+/// Takes the mount fds named in MARK's value: close-on-exec again, closed by `release_mounts`.
+/// Only fds at 3 and above that are tmpfs or overlayfs mounts are taken (the value comes from
+/// the environment).
+fn adopt_mounts(value: &std::ffi::OsStr) {
+    const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+    const OVERLAYFS_SUPER_MAGIC: libc::c_long = 0x794c_7630;
+    let Ok(mut held) = MOUNTS.lock() else { return };
+    for n in value.to_string_lossy().split(',') {
+        let Ok(fd) = n.parse::<i32>() else { continue };
+        if fd < 3 {
+            continue;
+        }
+        // SAFETY: statfs is plain data; fstatfs fails with EBADF for a closed fd.
+        let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: sfs is valid writable memory.
+        if unsafe { libc::fstatfs(fd, &mut sfs) } != 0
+            || ![TMPFS_MAGIC, OVERLAYFS_SUPER_MAGIC].contains(&sfs.f_type)
+        {
+            continue;
+        }
+        // SAFETY: F_SETFD with FD_CLOEXEC on an open fd.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // SAFETY: the fd is open (fstatfs succeeded) and nothing else in this process owns it:
+        // it was passed across execve for this purpose.
+        held.push(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+}
 
 const SEALS: libc::c_int =
     libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
@@ -46,8 +89,10 @@ fn is_read_only_overlay(f: &File) -> bool {
 /// success). Must run before any other thread exists and before fds that must not survive are
 /// open.
 pub fn ensure_sealed() -> Result<()> {
-    let marked = std::env::var_os(MARK).is_some();
-    if marked {
+    let mark = std::env::var_os(MARK);
+    let marked = mark.is_some();
+    if let Some(value) = mark {
+        adopt_mounts(&value);
         // Single-threaded (see above), so changing the environment races nothing.
         std::env::remove_var(MARK);
     }
@@ -55,16 +100,28 @@ pub fn ensure_sealed() -> Result<()> {
     if is_sealed(&exe) || (marked && is_read_only_overlay(&exe)) {
         return Ok(());
     }
-    let copy = match sealed_view() {
+    let (copy, mounts) = match sealed_view() {
         Ok(view) => view,
-        Err(_) => sealed_copy(&mut exe)?,
+        Err(_) => (sealed_copy(&mut exe)?, Vec::new()),
     };
+    let mut passed = Vec::new();
+    for m in &mounts {
+        // Inherited across the re-exec (see MOUNTS).
+        nix::fcntl::fcntl(
+            m.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(FdFlag::empty()),
+        )
+        .context("pass the sealed view's mount")?;
+        passed.push(m.as_raw_fd().to_string());
+    }
     drop(exe);
     let args: Vec<_> = std::env::args_os().collect();
     let args = cstrings(args.iter().map(|a| a.as_bytes()))?;
     let env: Vec<Vec<u8>> = std::env::vars_os()
         .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
-        .chain(std::iter::once(format!("{MARK}=1").into_bytes()))
+        .chain(std::iter::once(
+            format!("{MARK}={}", passed.join(",")).into_bytes(),
+        ))
         .collect();
     let env = cstrings(env.iter().map(|e| e.as_slice()))?;
     let argv = pointers(&args);
@@ -87,7 +144,8 @@ pub fn ensure_sealed() -> Result<()> {
 /// The binary opened through a detached overlayfs of its directory with no upper layer: no
 /// write can reach the file through it, and the mount is reachable only through our fds.
 /// overlayfs wants two lower layers without an upper one: the second is an empty tmpfs.
-fn sealed_view() -> Result<OwnedFd> {
+/// Returns the binary's fd and the two mounts'.
+fn sealed_view() -> Result<(OwnedFd, Vec<OwnedFd>)> {
     let path = std::fs::read_link("/proc/self/exe").context("readlink /proc/self/exe")?;
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         anyhow::bail!("{}: no directory", path.display());
@@ -107,7 +165,7 @@ fn sealed_view() -> Result<OwnedFd> {
     )
     .context("open hako in its sealed view")?;
     // SAFETY: fresh fd from openat(2).
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, vec![mnt, empty]))
 }
 
 /// A memfd holding the bytes of `exe`, sealed against every change.
@@ -145,7 +203,7 @@ mod tests {
         if !nix::unistd::geteuid().is_root() {
             return; // mounting needs root; the suite runs as root
         }
-        let view = File::from(sealed_view().unwrap());
+        let view = File::from(sealed_view().unwrap().0);
         assert!(is_read_only_overlay(&view));
         let exe = File::open("/proc/self/exe").unwrap();
         assert!(!is_read_only_overlay(&exe));
