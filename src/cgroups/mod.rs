@@ -135,6 +135,23 @@ fn clean(path: &Path) -> PathBuf {
     out
 }
 
+/// The cgroups below `dir`, deepest first (a cgroup directory's only subdirectories are
+/// cgroups; cgroupfs has no symlinks).
+fn remove_children(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other.with_context(|| format!("{}", dir.display()))?,
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_children(&e.path())?;
+            std::fs::remove_dir(e.path())
+                .with_context(|| format!("remove {}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// hako's own cgroup: its memory hierarchy on v1 (one path serves every controller, as
 /// libcgroups' v1 manager takes one), the unified one otherwise.
 pub fn parse_own_cgroup(text: &str) -> PathBuf {
@@ -484,6 +501,17 @@ impl Cgroup {
     }
 
     pub fn remove(&self) -> Result<()> {
+        // Cgroups the container made inside its own (through a writable cgroup mount) go
+        // first: neither rmdir nor libcgroups' v1 manager removes a cgroup with children.
+        if !self.host.unified && !self.systemd {
+            let dirs: std::collections::BTreeSet<PathBuf> = (self.host.roots.keys())
+                .filter_map(|c| self.dir(c))
+                .chain(self.hybrid_unified_dir())
+                .collect();
+            for dir in dirs {
+                remove_children(&dir)?;
+            }
+        }
         self.manager.remove().map_err(flat("remove", &self.path))?;
         match self.hybrid_unified_dir() {
             Some(dir) => hybrid::remove(&dir),
