@@ -237,20 +237,30 @@ impl Cgroup {
                 self.path.display()
             );
         }
+        let in_use = |n: usize| {
+            anyhow!(
+                "cgroup {}: already has {n} process(es) in it (another container's?): \
+                 choose another linux.cgroupsPath",
+                self.path.display(),
+            )
+        };
+        // A hybrid host's cgroup2 directory may be in use alone (a service's, on a host whose
+        // systemd tracks processes there): delete would remove it once emptied.
+        if let Some(dir) = self.hybrid_unified_dir() {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            match procs.lines().count() {
+                0 => {}
+                n => return Err(in_use(n)),
+            }
+        }
         let exists = self.dir("devices").is_some_and(|d| d.exists());
         if !exists {
             return Ok(());
         }
-        let pids = self.pids().unwrap_or_default();
-        if !pids.is_empty() {
-            bail!(
-                "cgroup {}: already has {} process(es) in it (another container's?): \
-                 choose another linux.cgroupsPath",
-                self.path.display(),
-                pids.len()
-            );
+        match self.pids().unwrap_or_default().len() {
+            0 => Ok(()),
+            n => Err(in_use(n)),
         }
-        Ok(())
     }
 
     /// Whether the cgroup's directory is there (always true with the systemd driver).

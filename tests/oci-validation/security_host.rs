@@ -431,3 +431,37 @@ fn cgroups_the_container_made_inside_its_own_are_removed_with_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(left, Vec::<PathBuf>::new(), "{}", stderr(&out));
 }
+
+/// On a hybrid host the container goes in the cgroup2 hierarchy too, at the same path. A
+/// cgroup there that something else uses (with no v1 directories of its own, as a service's
+/// where systemd tracks processes) is refused like a v1 one in use: the container would join
+/// it, and delete would remove it once empty.
+#[test]
+fn a_hybrid_cgroup2_cgroup_in_use_is_not_taken() {
+    if !v1_host() || !hybrid_host() {
+        return;
+    }
+    let env = Env::new();
+    let name = unique_id("hako-foreign");
+    let foreign = Path::new("/sys/fs/cgroup/unified").join(&name);
+    std::fs::create_dir(&foreign).unwrap();
+    let mut sleeper = Command::new("sleep").arg("1000").spawn().unwrap();
+    std::fs::write(foreign.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["true"]);
+        c["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+    });
+    let id = unique_id("foreign");
+    let out = env.hako(&["create", "-b", b.path(), &id]);
+    let procs = std::fs::read_to_string(foreign.join("cgroup.procs")).unwrap();
+    let _ = env.hako(&["delete", "-f", &id]);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let _ = eventually(|| std::fs::remove_dir(&foreign).is_ok());
+    assert_error(
+        &out,
+        &format!("cgroup /{name}: already has 1 process(es) in it"),
+    );
+    assert_eq!(procs.trim(), sleeper.id().to_string());
+    assert_eq!(cgroup_dirs_named(&name), Vec::<PathBuf>::new());
+}
