@@ -546,3 +546,34 @@ fn the_read_only_tmpfs_remount_does_not_loosen_a_volume_over_it() {
         );
     }
 }
+
+/// createContainer hooks start in the rootfs, before pivot_root, as the runtime's user: a
+/// relative hook path would name the image's file and run it with the host's root in reach.
+/// The spec wants hook paths absolute, and hako refuses any other before anything runs.
+#[test]
+fn a_relative_create_container_hook_never_runs_an_image_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let marker = env.dir.path().join("image-code-ran-on-the-host");
+    for path in ["./hook", "bin/../hook", "hook"] {
+        let b = env.bundle(|c| {
+            c["process"]["args"] = json!(["true"]);
+            c["hooks"] = json!({"createContainer": [{"path": path}]});
+        });
+        let hook = b.rootfs().join("hook");
+        std::fs::write(
+            &hook,
+            format!("#!/bin/sh\necho pwned > {}\n", marker.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let id = unique_id("relhook");
+        let out = env.hako(&["run", "-b", b.path(), &id]);
+        let _ = env.hako(&["delete", "-f", &id]);
+        assert!(!marker.exists(), "{path}: the image's hook ran on the host");
+        assert_error(
+            &out,
+            &format!("hooks.createContainer[0].path: {path}: must be an absolute path"),
+        );
+    }
+}
