@@ -253,6 +253,22 @@ impl Cgroup {
                 n => return Err(in_use(n)),
             }
         }
+        // delete removes the cgroups below the container's (those it made): none may be there
+        // before it, as another container's or service's.
+        let below = |d: &PathBuf| {
+            std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        };
+        if let Some(child) = self.v1_dirs().iter().find_map(below) {
+            bail!(
+                "cgroup {}: has a cgroup below it ({}): choose another linux.cgroupsPath",
+                self.path.display(),
+                child.path().display()
+            );
+        }
         let exists = self.dir("devices").is_some_and(|d| d.exists());
         if !exists {
             return Ok(());
@@ -289,6 +305,17 @@ impl Cgroup {
         match self.hybrid_unified_dir() {
             Some(dir) => hybrid::add(&dir, pid),
             None => Ok(()),
+        }
+    }
+
+    /// The container's directories on a v1 host: one per hierarchy, and the hybrid cgroup2 one.
+    fn v1_dirs(&self) -> std::collections::BTreeSet<PathBuf> {
+        match !self.host.unified && !self.systemd {
+            true => (self.host.roots.keys())
+                .filter_map(|c| self.dir(c))
+                .chain(self.hybrid_unified_dir())
+                .collect(),
+            false => Default::default(),
         }
     }
 
@@ -513,14 +540,9 @@ impl Cgroup {
     pub fn remove(&self) -> Result<()> {
         // Cgroups the container made inside its own (through a writable cgroup mount) go
         // first: neither rmdir nor libcgroups' v1 manager removes a cgroup with children.
-        if !self.host.unified && !self.systemd {
-            let dirs: std::collections::BTreeSet<PathBuf> = (self.host.roots.keys())
-                .filter_map(|c| self.dir(c))
-                .chain(self.hybrid_unified_dir())
-                .collect();
-            for dir in dirs {
-                remove_children(&dir)?;
-            }
+        // (create refused a cgroup that had any, so these are the container's.)
+        for dir in self.v1_dirs() {
+            remove_children(&dir)?;
         }
         self.manager.remove().map_err(flat("remove", &self.path))?;
         match self.hybrid_unified_dir() {

@@ -465,3 +465,45 @@ fn a_hybrid_cgroup2_cgroup_in_use_is_not_taken() {
     assert_eq!(procs.trim(), sleeper.id().to_string());
     assert_eq!(cgroup_dirs_named(&name), Vec::<PathBuf>::new());
 }
+
+/// delete removes the cgroups below the container's, so a cgroup that already has some (another
+/// container's, stopped and empty, or a service's) is not taken: delete would remove them.
+#[test]
+fn a_cgroup_with_cgroups_below_it_is_not_taken() {
+    if !v1_host() {
+        return;
+    }
+    let env = Env::new();
+    let name = unique_id("hako-parent");
+    let mut hierarchies = vec!["pids"];
+    if hybrid_host() {
+        hierarchies.push("unified");
+    }
+    for h in hierarchies {
+        let child = Path::new("/sys/fs/cgroup")
+            .join(h)
+            .join(&name)
+            .join("other");
+        std::fs::create_dir_all(&child).unwrap();
+        let b = env.bundle(|c| {
+            c["process"]["args"] = json!(["true"]);
+            c["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+        });
+        let id = unique_id("parent");
+        let out = env.hako(&["run", "-b", b.path(), &id]);
+        let _ = env.hako(&["delete", "-f", &id]);
+        let kept = child.exists();
+        let _ = std::fs::remove_dir(&child);
+        for d in cgroup_dirs_named(&name) {
+            let _ = std::fs::remove_dir(d);
+        }
+        assert!(kept, "{h}: delete removed {}", child.display());
+        assert_error(
+            &out,
+            &format!(
+                "cgroup /{name}: has a cgroup below it ({})",
+                child.display()
+            ),
+        );
+    }
+}
