@@ -230,9 +230,12 @@ pub fn finish(spec: &Spec, ro_later: ReadOnlyLater) -> Result<()> {
     for (m, top) in ro_later {
         // The tmpfs itself, through the fd opened when it was mounted: by now a later mount
         // (a volume) may cover its path, and a remount with the tmpfs's flags would clear
-        // that mount's nosuid/nodev/noexec. A bind remount changes this mount only.
+        // that mount's nosuid/nodev/noexec. A bind remount changes this mount only, and keeps
+        // the flags it has (should a swap of the path have led `top` elsewhere when opened).
+        let target = mounts::fd_path(&top);
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | m.flags;
-        mount(none(), &mounts::fd_path(&top), none(), flags, none()).with_context(|| {
+        let flags = flags | mounts::locked_flags(&target);
+        mount(none(), &target, none(), flags, none()).with_context(|| {
             format!(
                 "{}: remount {} read-only",
                 m.field(),
