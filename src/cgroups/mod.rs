@@ -140,6 +140,23 @@ fn clean(path: &Path) -> PathBuf {
     out
 }
 
+/// The cgroups below `dir`, deepest first (a cgroup directory's only subdirectories are
+/// cgroups; cgroupfs has no symlinks).
+fn remove_children(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other.with_context(|| format!("{}", dir.display()))?,
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_children(&e.path())?;
+            std::fs::remove_dir(e.path())
+                .with_context(|| format!("remove {}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// hako's own cgroup: its memory hierarchy on v1 (one path serves every controller, as
 /// libcgroups' v1 manager takes one), the unified one otherwise.
 pub fn parse_own_cgroup(text: &str) -> PathBuf {
@@ -318,20 +335,46 @@ impl Cgroup {
                 self.path.display()
             );
         }
+        let in_use = |n: usize| {
+            anyhow!(
+                "cgroup {}: already has {n} process(es) in it (another container's?): \
+                 choose another linux.cgroupsPath",
+                self.path.display(),
+            )
+        };
+        // A hybrid host's cgroup2 directory may be in use alone (a service's, on a host whose
+        // systemd tracks processes there): delete would remove it once emptied.
+        if let Some(dir) = self.hybrid_unified_dir() {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            match procs.lines().count() {
+                0 => {}
+                n => return Err(in_use(n)),
+            }
+        }
+        // delete removes the cgroups below the container's (those it made): none may be there
+        // before it, as another container's or service's.
+        let below = |d: &PathBuf| {
+            std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        };
+        if let Some(child) = self.v1_dirs().iter().find_map(below) {
+            bail!(
+                "cgroup {}: has a cgroup below it ({}): choose another linux.cgroupsPath",
+                self.path.display(),
+                child.path().display()
+            );
+        }
         let exists = self.dir("devices").is_some_and(|d| d.exists());
         if !exists {
             return Ok(());
         }
-        let pids = self.pids().unwrap_or_default();
-        if !pids.is_empty() {
-            bail!(
-                "cgroup {}: already has {} process(es) in it (another container's?): \
-                 choose another linux.cgroupsPath",
-                self.path.display(),
-                pids.len()
-            );
+        match self.pids().unwrap_or_default().len() {
+            0 => Ok(()),
+            n => Err(in_use(n)),
         }
-        Ok(())
     }
 
     /// Whether the cgroup's directory is there (always true with the systemd driver).
@@ -364,6 +407,17 @@ impl Cgroup {
         match self.hybrid_unified_dir() {
             Some(dir) => hybrid::add(&dir, pid),
             None => Ok(()),
+        }
+    }
+
+    /// The container's directories on a v1 host: one per hierarchy, and the hybrid cgroup2 one.
+    fn v1_dirs(&self) -> std::collections::BTreeSet<PathBuf> {
+        match self.v1_fast() {
+            true => (self.host.roots.keys())
+                .filter_map(|c| self.dir(c))
+                .chain(self.hybrid_unified_dir())
+                .collect(),
+            false => Default::default(),
         }
     }
 
@@ -602,6 +656,12 @@ impl Cgroup {
     }
 
     pub fn remove(&self) -> Result<()> {
+        // Cgroups the container made inside its own (through a writable cgroup mount) go
+        // first: rmdir does not remove a cgroup with children. (create refused a cgroup that
+        // had any, so these are the container's.)
+        for dir in self.v1_dirs() {
+            remove_children(&dir)?;
+        }
         if self.v1_fast() {
             v1::remove(&self.host, &self.path)
                 .map_err(|e| anyhow!("remove: cgroup {}: {e}", self.path.display()))?;

@@ -124,12 +124,13 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         idmaps: &cfg.idmaps,
         sources: &[],
     };
+    let mut ro_later = Vec::new();
     if cfg.ns.has_mount_ns {
         let with_sources = rootfs::RootfsOptions {
             sources: &sources,
             ..opts
         };
-        rootfs::prepare(
+        ro_later = rootfs::prepare(
             spec,
             &cfg.container.mounts,
             &cfg.container.devices,
@@ -177,7 +178,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // Before readonlyPaths, which usually include /proc/sys.
     sysctl::apply(&proc, &cfg.container.sysctl)?;
     if cfg.ns.has_mount_ns {
-        rootfs::finish(spec, &cfg.container.mounts)?;
+        rootfs::finish(spec, ro_later)?;
     }
 
     if let Some(h) = spec.hostname() {

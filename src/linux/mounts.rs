@@ -559,14 +559,15 @@ pub fn create_destination(root: &OwnedFd, rel: &Path, file: bool) -> Result<Owne
 }
 
 /// Applies one planned mount under the rootfs (before pivot_root). A bind mount's source is
-/// `source_fd` (opened by the parent) when given, else looked up by path.
+/// `source_fd` (opened by the parent) when given, else looked up by path. Returns the new
+/// mount's root for a tmpfs to be made read-only later (`ro_after`).
 pub fn apply(
     root: &OwnedFd,
     m: &MountPlan,
     in_userns: bool,
     idmap: Option<&OwnedFd>,
     source_fd: Option<&OwnedFd>,
-) -> Result<()> {
+) -> Result<Option<OwnedFd>> {
     let field = m.field();
     let rel = relative(&m.destination);
     let source = match source_fd {
@@ -663,7 +664,7 @@ pub fn apply(
     if m.attr_set != 0 || m.attr_clr != 0 {
         set_recursive_attrs(&top, m.attr_set, m.attr_clr).with_context(ctx)?;
     }
-    Ok(())
+    Ok(m.ro_after.then_some(top))
 }
 
 /// Flags a mount inherited from a more privileged namespace cannot drop on remount.

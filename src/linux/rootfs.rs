@@ -96,12 +96,13 @@ pub fn open_dir(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Everything up to (not including) pivot_root. Runs in the container's mount namespace.
-pub fn prepare(
+/// Returns the read-only tmpfs mounts still writable, for `finish`.
+pub fn prepare<'p>(
     spec: &Spec,
-    plans: &[MountPlan],
+    plans: &'p [MountPlan],
     nodes: &[super::devices::DeviceNode],
     opts: &RootfsOptions,
-) -> Result<()> {
+) -> Result<ReadOnlyLater<'p>> {
     let (propagation, _) = root_propagation(spec)?;
     mount(none(), "/", none(), propagation, none())
         .context("config.json: linux.rootfsPropagation: set the propagation of /")?;
@@ -121,6 +122,7 @@ pub fn prepare(
     )
     .with_context(|| format!("bind rootfs {}", opts.rootfs.display()))?;
     let root = open_dir(opts.rootfs)?;
+    let mut ro_later = Vec::new();
     for m in plans {
         if m.fstype == "cgroup" && !m.is_bind {
             mount_cgroup(&root, m, opts)?;
@@ -135,7 +137,9 @@ pub fn prepare(
                 .iter()
                 .find(|(i, _)| *i == m.index)
                 .map(|(_, fd)| fd);
-            mounts::apply(&root, m, opts.in_userns, idmap, source)?;
+            if let Some(top) = mounts::apply(&root, m, opts.in_userns, idmap, source)? {
+                ro_later.push((m, top));
+            }
         }
     }
     let dev_is_bound = plans
@@ -145,8 +149,11 @@ pub fn prepare(
         super::devices::populate_default(&root, opts.in_userns)?;
     }
     super::devices::create_configured(&root, nodes, opts.in_userns)?;
-    Ok(())
+    Ok(ro_later)
 }
+
+/// Read-only tmpfs mounts made writable to be filled, each with its root opened when mounted.
+pub type ReadOnlyLater<'p> = Vec<(&'p MountPlan, OwnedFd)>;
 
 /// pivot_root (or a chroot for --no-pivot), leaving the container's root at /.
 pub fn enter(opts: &RootfsOptions) -> Result<()> {
@@ -215,21 +222,20 @@ pub fn chroot_only(opts: &RootfsOptions) -> Result<()> {
 
 /// After pivot_root: the container's / propagation, masked paths, read-only paths, read-only
 /// tmpfs mounts and root.
-pub fn finish(spec: &Spec, plans: &[MountPlan]) -> Result<()> {
+pub fn finish(spec: &Spec, ro_later: ReadOnlyLater) -> Result<()> {
     if let (_, Some(flags)) = root_propagation(spec)? {
         mount(none(), "/", none(), flags, none())
             .context("config.json: linux.rootfsPropagation")?;
     }
-    for m in plans.iter().filter(|m| m.ro_after) {
-        // A read-only bind remount of the mount there: it cannot reach a superblock shared
-        // with anything else, whatever is mounted at that path by now.
-        let top = mounts::open_in_root(
-            &open_dir(Path::new("/"))?,
-            &mounts::relative(&m.destination),
-        )
-        .with_context(|| format!("{}.destination: {}", m.field(), m.destination.display()))?;
+    for (m, top) in ro_later {
+        // The tmpfs itself, through the fd opened when it was mounted: by now a later mount
+        // (a volume) may cover its path, and a remount with the tmpfs's flags would clear
+        // that mount's nosuid/nodev/noexec. A bind remount changes this mount only, and keeps
+        // the flags it has (should a swap of the path have led `top` elsewhere when opened).
+        let target = mounts::fd_path(&top);
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | m.flags;
-        mount(none(), &mounts::fd_path(&top), none(), flags, none()).with_context(|| {
+        let flags = flags | mounts::locked_flags(&target);
+        mount(none(), &target, none(), flags, none()).with_context(|| {
             format!(
                 "{}: remount {} read-only",
                 m.field(),

@@ -513,3 +513,67 @@ fn no_pivot_leaves_no_bare_proc_to_mount() {
         stderr(&out)
     );
 }
+
+/// A read-only tmpfs is made read-only after pivot_root. A volume the front-end mounts nosuid,
+/// nodev, noexec over the same destination must keep those flags: remounting "whatever is at
+/// that path by now" with the tmpfs's flags would clear them, and would leave the tmpfs writable.
+#[test]
+fn the_read_only_tmpfs_remount_does_not_loosen_a_volume_over_it() {
+    let env = Env::new();
+    let vol = env.dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let out = env.run_sh(r#"grep ' /t ' /proc/mounts | cut -d' ' -f3,4"#, |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({
+            "destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["ro"]
+        }));
+        mounts.push(json!({
+            "destination": "/t", "type": "bind", "source": vol,
+            "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]
+        }));
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("tmpfs ro,"), "the tmpfs: {}", lines[0]);
+    let vol_flags: Vec<&str> = lines[1].split(' ').nth(1).unwrap().split(',').collect();
+    for want in ["rw", "nosuid", "nodev", "noexec"] {
+        assert!(
+            vol_flags.contains(&want),
+            "the volume lost {want}: {}",
+            lines[1]
+        );
+    }
+}
+
+/// createContainer hooks start in the rootfs, before pivot_root, as the runtime's user: a
+/// relative hook path would name the image's file and run it with the host's root in reach.
+/// The spec wants hook paths absolute, and hako refuses any other before anything runs.
+#[test]
+fn a_relative_create_container_hook_never_runs_an_image_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let marker = env.dir.path().join("image-code-ran-on-the-host");
+    for path in ["./hook", "bin/../hook", "hook"] {
+        let b = env.bundle(|c| {
+            c["process"]["args"] = json!(["true"]);
+            c["hooks"] = json!({"createContainer": [{"path": path}]});
+        });
+        let hook = b.rootfs().join("hook");
+        std::fs::write(
+            &hook,
+            format!("#!/bin/sh\necho pwned > {}\n", marker.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let id = unique_id("relhook");
+        let out = env.hako(&["run", "-b", b.path(), &id]);
+        let _ = env.hako(&["delete", "-f", &id]);
+        assert!(!marker.exists(), "{path}: the image's hook ran on the host");
+        assert_error(
+            &out,
+            &format!("hooks.createContainer[0].path: {path}: must be an absolute path"),
+        );
+    }
+}

@@ -371,8 +371,139 @@ fn cgroups_path_dot_dot_neither_climbs_nor_leaves_directories() {
             cgroup.contains(&format!("pids:/{want}\n")),
             "{path}: placed at {cgroup}"
         );
+        // A hybrid host's cgroup2 hierarchy: the same cleaned path (cgroups/hybrid.rs).
+        assert!(
+            !hybrid_host() || cgroup.contains(&format!("0::/{want}\n")),
+            "{path}: placed at {cgroup}"
+        );
         assert_eq!(made, Vec::<PathBuf>::new(), "{path}");
         assert_eq!(cgroup_dirs_named(&a), Vec::<PathBuf>::new(), "{path}");
         assert_eq!(cgroup_dirs_named(&b), Vec::<PathBuf>::new(), "{path}");
+    }
+}
+
+fn hybrid_host() -> bool {
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%T", "/sys/fs/cgroup/unified"])
+        .output()
+        .unwrap();
+    stdout(&out).trim() == "cgroup2fs"
+}
+
+/// Given a writable cgroup mount (the mount list is the user's), the container makes child
+/// cgroups of its own, nested, in every hierarchy. Deleting it must remove them with its
+/// cgroup: neither rmdir nor libcgroups' v1 manager removes a cgroup with children, so each
+/// container left its directories behind on the host.
+#[test]
+fn cgroups_the_container_made_inside_its_own_are_removed_with_it() {
+    if !v1_host() {
+        return;
+    }
+    let env = Env::new();
+    let name = unique_id("hako-nest");
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "for h in memory pids devices freezer unified; do \
+             [ ! -d /sys/fs/cgroup/$h ] || mkdir -p /sys/fs/cgroup/$h/a/b /sys/fs/cgroup/$h/c \
+             || exit 1; done"
+        ]);
+        c["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        mounts.push(json!({
+            "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            "options": ["rw", "nosuid", "noexec", "nodev"]
+        }));
+    });
+    let out = env.hako(&["run", "-b", b.path(), &unique_id("nest")]);
+    let left = cgroup_dirs_named(&name);
+    // Whatever the outcome, leave nothing behind: deepest first.
+    let mut all: Vec<PathBuf> = left
+        .iter()
+        .flat_map(|d| [d.join("a/b"), d.join("a"), d.join("c"), d.clone()])
+        .collect();
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in all {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(left, Vec::<PathBuf>::new(), "{}", stderr(&out));
+}
+
+/// On a hybrid host the container goes in the cgroup2 hierarchy too, at the same path. A
+/// cgroup there that something else uses (with no v1 directories of its own, as a service's
+/// where systemd tracks processes) is refused like a v1 one in use: the container would join
+/// it, and delete would remove it once empty.
+#[test]
+fn a_hybrid_cgroup2_cgroup_in_use_is_not_taken() {
+    if !v1_host() || !hybrid_host() {
+        return;
+    }
+    let env = Env::new();
+    let name = unique_id("hako-foreign");
+    let foreign = Path::new("/sys/fs/cgroup/unified").join(&name);
+    std::fs::create_dir(&foreign).unwrap();
+    let mut sleeper = Command::new("sleep").arg("1000").spawn().unwrap();
+    std::fs::write(foreign.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["true"]);
+        c["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+    });
+    let id = unique_id("foreign");
+    let out = env.hako(&["create", "-b", b.path(), &id]);
+    let procs = std::fs::read_to_string(foreign.join("cgroup.procs")).unwrap();
+    let _ = env.hako(&["delete", "-f", &id]);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let _ = eventually(|| std::fs::remove_dir(&foreign).is_ok());
+    assert_error(
+        &out,
+        &format!("cgroup /{name}: already has 1 process(es) in it"),
+    );
+    assert_eq!(procs.trim(), sleeper.id().to_string());
+    assert_eq!(cgroup_dirs_named(&name), Vec::<PathBuf>::new());
+}
+
+/// delete removes the cgroups below the container's, so a cgroup that already has some (another
+/// container's, stopped and empty, or a service's) is not taken: delete would remove them.
+#[test]
+fn a_cgroup_with_cgroups_below_it_is_not_taken() {
+    if !v1_host() {
+        return;
+    }
+    let env = Env::new();
+    let name = unique_id("hako-parent");
+    let mut hierarchies = vec!["pids"];
+    if hybrid_host() {
+        hierarchies.push("unified");
+    }
+    for h in hierarchies {
+        let child = Path::new("/sys/fs/cgroup")
+            .join(h)
+            .join(&name)
+            .join("other");
+        std::fs::create_dir_all(&child).unwrap();
+        let b = env.bundle(|c| {
+            c["process"]["args"] = json!(["true"]);
+            c["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+        });
+        let id = unique_id("parent");
+        let out = env.hako(&["run", "-b", b.path(), &id]);
+        let _ = env.hako(&["delete", "-f", &id]);
+        let kept = child.exists();
+        let _ = std::fs::remove_dir(&child);
+        for d in cgroup_dirs_named(&name) {
+            let _ = std::fs::remove_dir(d);
+        }
+        assert!(kept, "{h}: delete removed {}", child.display());
+        assert_error(
+            &out,
+            &format!(
+                "cgroup /{name}: has a cgroup below it ({})",
+                child.display()
+            ),
+        );
     }
 }
