@@ -60,7 +60,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         &capabilities::own_bounding()?,
     )?;
     let container = plan::container(&b.spec, ns.has_mount_ns)?;
-    trace::phase("process and container planned");
+    trace::phase("process and container planned (caps, seccomp BPF, mounts, devices)");
     let joins = namespaces::open_joins(&ns.joins)?;
     debug_plan(&b, &ns, &process.caps, process.seccomp.as_ref(), &netdevs);
     let terminal = process.terminal;
@@ -96,8 +96,11 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     if g.root.join(&args.id).exists() {
         bail!("container {:?} already exists", args.id);
     }
+    trace::phase("namespaces to join opened, console socket, cgroup path resolved");
     let cgroup = Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?;
+    trace::phase("cgroup hierarchies found (libcgroups manager)");
     cgroup.ensure_unused()?;
+    trace::phase("cgroup checked unused (not frozen, no process)");
     let mut c = Container::reserve(&g.root, record)?;
     trace::phase("container record reserved");
     let mut hooks_began = false;
@@ -211,6 +214,7 @@ fn build(
     nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
         .with_context(|| format!("chown {}", fifo.display()))?;
     container::mark_fifo_waiting(&fifo)?;
+    trace::phase("config.json copied, exec fifo made");
     let cgroup = &parts.cgroup;
     let cfg = InitConfig {
         spec: &b.spec,
@@ -234,6 +238,7 @@ fn build(
         hooks_began: false,
         netdevs: &parts.netdevs,
     };
+    trace::phase("exec fifo opened, init's config ready");
     let pid = launch::spawn_init(&cfg, &mut parent);
     *hooks_began = parent.hooks_began;
     let pid = pid?;
@@ -242,8 +247,10 @@ fn build(
     c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
     c.record.status = Status::Created;
     c.save()?;
+    trace::phase("state.json written (created)");
     if let Some(pid_file) = &args.pid_file {
         write_pid_file(pid_file, pid)?;
+        trace::phase("pid file written");
     }
     Ok(())
 }
@@ -262,8 +269,9 @@ impl Handshake for Parent<'_> {
         self.c.record.pid = pid;
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
-        trace::phase("init cloned");
+        trace::phase("init's pid recorded in state.json");
         self.cgroup.add_task(pid)?;
+        trace::phase("cgroup made and init attached (libcgroups add_task)");
         // Even without linux.resources the device rules apply (deny all but the defaults).
         let resources = self
             .spec
@@ -272,7 +280,7 @@ impl Handshake for Parent<'_> {
             .and_then(|l| l.resources().clone())
             .unwrap_or_default();
         self.cgroup.apply(&resources)?;
-        trace::phase("init in its cgroup");
+        trace::phase("cgroup resources applied (device rules, limits)");
         Ok(())
     }
 
@@ -280,15 +288,20 @@ impl Handshake for Parent<'_> {
         self.c.record.pid = pid;
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
-        trace::phase("init in its namespaces");
+        trace::phase("init's final pid recorded in state.json");
         // Before the hooks, which may configure the devices (runtime-spec: "MUST be available").
         netdev::move_all(self.netdevs, pid)?;
+        if !self.netdevs.is_empty() {
+            trace::phase("network devices moved in");
+        }
         // `creating`: the create operation has not finished (runtime.md "State"); runc agrees.
         let state = self.c.record.state_json(Status::Creating);
         self.hooks_began = true;
         // prestart is the deprecated alias, run first at the same point (runtime-spec 1.3.0).
         hooks::run_all(self.spec, Kind::Prestart, &state, None)?;
-        hooks::run_all(self.spec, Kind::CreateRuntime, &state, None)
+        hooks::run_all(self.spec, Kind::CreateRuntime, &state, None)?;
+        trace::phase("prestart and createRuntime hooks run");
+        Ok(())
     }
 
     fn seccomp_listener(&mut self, pid: i32, listener: &Listener, fd: OwnedFd) -> Result<()> {

@@ -71,6 +71,9 @@ fn clone_process(flags: CloneFlags) -> Result<i32> {
     if rc < 0 {
         return Err(std::io::Error::last_os_error()).context("clone the container's init");
     }
+    if rc == 0 {
+        crate::trace::in_child();
+    }
     Ok(rc as i32)
 }
 
@@ -112,6 +115,10 @@ pub fn spawn_init(cfg: &InitConfig, parent: &mut dyn Handshake) -> Result<i32> {
         init::main(cfg, init_end);
     }
     drop(init_end);
+    if crate::trace::enabled() {
+        let ns = namespaces::flag_names(cfg.ns.clone_flags);
+        crate::trace::phase(&format!("init cloned (new namespaces: {ns})"));
+    }
     let mut pid = first;
     let result = drive(cfg, parent, &parent_end, first, &mut pid);
     if result.is_err() {
@@ -140,6 +147,7 @@ fn drive(
         match msg {
             Some(Msg::WriteIdMaps) => {
                 write_id_maps(cfg.spec, first)?;
+                crate::trace::phase("uid and gid maps written");
                 chan.send(&Msg::IdMapsWritten)?;
             }
             Some(Msg::Pid { pid: p }) => {
@@ -149,6 +157,7 @@ fn drive(
                     Ok(WaitStatus::Exited(_, 0)) => {}
                     other => bail!("container init: intermediate process ended badly: {other:?}"),
                 }
+                crate::trace::phase("intermediate process reaped");
             }
             Some(Msg::RootfsReady) => {
                 parent.rootfs_ready(*pid)?;

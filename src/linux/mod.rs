@@ -17,6 +17,7 @@ pub mod rlimits;
 pub mod rootfs;
 pub mod sched;
 pub mod seccomp;
+pub mod shared;
 pub mod sysctl;
 pub mod user;
 

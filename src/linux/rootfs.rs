@@ -119,6 +119,7 @@ pub fn prepare(
     )
     .with_context(|| format!("bind rootfs {}", opts.rootfs.display()))?;
     let root = open_dir(opts.rootfs)?;
+    crate::trace::phase("root propagation set, rootfs bound");
     for m in plans {
         if m.fstype == "cgroup" && !m.is_bind {
             mount_cgroup(&root, m, opts)?;
@@ -130,6 +131,9 @@ pub fn prepare(
                 .map(|(_, fd)| fd);
             mounts::apply(&root, m, opts.in_userns, idmap)?;
         }
+        if crate::trace::enabled() {
+            crate::trace::phase(&format!("mount {}", m.destination.display()));
+        }
     }
     let dev_is_bound = plans
         .iter()
@@ -138,6 +142,7 @@ pub fn prepare(
         super::devices::populate_default(&root, opts.in_userns)?;
     }
     super::devices::create_configured(&root, nodes, opts.in_userns)?;
+    crate::trace::phase("devices made in /dev");
     Ok(())
 }
 

@@ -14,3 +14,4 @@ mod rootfs;
 mod runc_compat;
 mod seccomp;
 mod security_host;
+mod trace;
