@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of hako, runc (and crun, youki when installed) on one busybox bundle,
+# Side-by-side benchmark of hako (its static release build), runc (and crun, youki when installed) on one busybox bundle,
 # one hyperfine run per row, then a table of means and ratios to runc:
 #   run       `run` of /bin/true, no terminal (create + start + wait + delete); next to it the
 #             floor: hack/floor.c (cgroups in every hierarchy, clone into new namespaces,
@@ -26,8 +26,11 @@ command -v cc >/dev/null || missing+=(gcc)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-cargo build --release --quiet
-hako=$PWD/target/release/hako
+# The release binary as shipped: static glibc (static-pie), no dynamic loader at each start.
+# crt-static only with --target, so build scripts and proc-macros stay dynamic.
+triple=$(rustc -vV | sed -n 's/^host: //p')
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target "$triple"
+hako=$PWD/target/$triple/release/hako
 runs=${RUNS:-50} par_runs=${PAR_RUNS:-10} rss_runs=${RSS_RUNS:-20}
 rows=${ROWS:-run cycle rss par32 exec}
 work=$(mktemp -d /tmp/hako-bench.XXXXXX)
