@@ -46,7 +46,7 @@ done
 
 cleanup() {
   for rt in "${runtimes[@]}"; do
-    for id in b e probe $(seq -f 'p%g' 32); do
+    for id in b "e-${rt%%=*}" probe $(seq -f 'p%g' 32); do
       "${rt#*=}" --root "$work/${rt%%=*}" delete -f "$id" >/dev/null 2>&1 || true
     done
   done
@@ -77,12 +77,13 @@ for rt in "${others[@]}"; do
 done
 
 # One hyperfine run for a row: ROW, then hyperfine options, then NAME COMMAND pairs built from
-# a template in which RT is the runtime's binary and ROOT its --root.
+# a template in which RT is the runtime's binary, ROOT its --root and NAME its name.
 row() {
   local name=$1 template=$2; shift 2
   local args=() rt
   for rt in "${runtimes[@]}"; do
     local cmd=${template//RT/${rt#*=}}
+    cmd=${cmd//NAME/${rt%%=*}}
     args+=(-n "${rt%%=*}" "${cmd//ROOT/$work/${rt%%=*}}")
   done
   echo "== $name"
@@ -111,10 +112,11 @@ for r in $rows; do
   exec)
     set_args sleep 100000
     for rt in "${runtimes[@]}"; do
-      "${rt#*=}" --root "$work/${rt%%=*}" run -d e </dev/null >/dev/null 2>&1
+      # Ids differ between runtimes: the containers live at once, each in cgroup <own>/<id>.
+      "${rt#*=}" --root "$work/${rt%%=*}" run -d "e-${rt%%=*}" </dev/null >/dev/null
     done
     set_args true
-    row exec "RT --root ROOT exec e true" -N --warmup 5 --runs "$runs" ;;
+    row exec "RT --root ROOT exec e-NAME true" -N --warmup 5 --runs "$runs" ;;
   *) echo "bench.sh: unknown row $r" >&2; exit 1 ;;
   esac
 done
