@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of hako (its static release build), runc (and crun, youki when installed) on one busybox bundle,
-# one hyperfine run per row, then a table of means and ratios to runc:
+# one hyperfine run per row, then a table of means (wall time, and the CPU time of the process
+# tree) and ratios to runc:
 #   run       `run` of /bin/true, no terminal (create + start + wait + delete); next to it the
 #             floor: hack/floor.c (cgroups in every hierarchy, clone into new namespaces,
 #             chroot, exec /bin/true, wait, rmdir), what any runtime has to do at least
@@ -131,22 +132,28 @@ import json, os, statistics, sys
 work, rows, names = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 labels = {"run": "`run`", "cycle": "create + start + delete", "rss": "peak RSS of `run`",
           "par32": "32 containers, 8 at a time", "exec": "`exec`"}
-table = {}
+table, order = {}, []
 for r in rows:
     if r == "rss":
         table[r] = {n: statistics.median(int(x) for x in open(f"{work}/rss.{n}")) / 1024
                     for n in names}
+        order.append(r)
     else:
         res = json.load(open(f"{work}/{r}.json"))["results"]
         table[r] = {x["command"]: x["mean"] * 1000 for x in res}
+        # CPU time (user + system of the whole process tree): steadier than wall time on a
+        # shared machine.
+        table[r + " cpu"] = {x["command"]: (x["user"] + x["system"]) * 1000 for x in res}
+        order += [r, r + " cpu"]
 cols = names + (["floor"] if "run" in rows else [])
 others = [n for n in cols if n != "runc"]
 print("| | " + " | ".join(cols) + " | " + " | ".join(f"{n}/runc" for n in others) + " |")
 print("|---" * (1 + len(cols) + len(others)) + "|")
-for r in rows:
+for r in order:
     unit = "MB" if r == "rss" else "ms"
     v = table[r]
     cells = [f"{v[n]:.1f} {unit}" if n in v else "—" for n in cols]
     ratios = [f"{v[n] / v['runc']:.2f}×" if n in v else "—" for n in others]
-    print(f"| {labels[r]} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    label = labels[r] if r in labels else f"  CPU time of {labels[r.split()[0]]}"
+    print(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 PY
