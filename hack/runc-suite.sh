@@ -23,6 +23,14 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
+# One run at a time on this machine: the suite's tests share cgroup parents
+# (runc-cgroups-integration-test), which the cleanup below removes when they are empty.
+exec 9>/run/hako-runc-suite.lock
+if ! flock -n 9; then
+  echo "runc-suite.sh: another run holds /run/hako-runc-suite.lock; waiting" >&2
+  flock 9
+fi
+
 runtime=${1:-}
 if [ -z "$runtime" ]; then
   for b in target/release/hako target/debug/hako; do
@@ -83,6 +91,17 @@ EOF
 fi
 src=${src%/}
 integ=$src/tests/integration
+
+# What the suite leaves in the cgroup hierarchies: empty cgroups under its parent
+# runc-cgroups-integration-test (sub-cgroups its tests make inside a container's cgroup, such
+# as exec.bats' submem, which that container's delete does not know about). Removed deepest
+# first before and after the run; rmdir leaves any cgroup that still has processes.
+cleanup_cgroups() {
+  find /sys/fs/cgroup -depth -mindepth 2 -type d -path '*/runc-cgroups-integration-test*' \
+    -exec rmdir {} + 2>/dev/null || true
+}
+cleanup_cgroups
+trap cleanup_cgroups EXIT
 
 # The Go helpers the suite calls (recvtty for consoles, seccompagent for seccomp notify), built
 # in GOPATH mode against Debian's Go packages: the +ds source has no vendor/.
@@ -191,7 +210,7 @@ run_one() {
   mkdir -p "$tmp"
   (cd "$integ" && RUNC=$runtime BATS_TMPDIR=$tmp FILTER=$filter F=$file TAP=$tap \
     timeout -k 10 "$TEST_TIMEOUT" script -qec 'bats --tap -f "$FILTER" "$F" >"$TAP" 2>&1' \
-    /dev/null </dev/null >/dev/null) || rc=$?
+    /dev/null </dev/null >/dev/null 9>&-) || rc=$?
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     # Killed before its teardown: remove what it left, then say so in TAP.
     local state ct

@@ -119,8 +119,9 @@ pub fn run_all_warn(spec: &Spec, kind: Kind, state: &str) {
 }
 
 fn describe(kind: Kind, i: usize, hook: &Hook) -> String {
+    // "error running hook": runc's words, which its tests look for.
     format!(
-        "config.json: hooks.{}[{i}] ({})",
+        "config.json: hooks.{}[{i}] ({}): error running hook",
         kind.name(),
         hook.path().display()
     )
@@ -176,7 +177,12 @@ pub fn run(hook: &Hook, state: &str, default_env: DefaultEnv) -> Result<()> {
     }
     let how = match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit status {c}"),
-        (_, Some(s)) => format!("killed by signal {s}"),
+        (_, Some(s)) => match Signal::try_from(s) {
+            // What a seccomp filter's kill action sends.
+            Ok(Signal::SIGSYS) => format!("killed by signal {s} (SIGSYS: bad system call)"),
+            Ok(sig) => format!("killed by signal {s} ({sig})"),
+            Err(_) => format!("killed by signal {s}"),
+        },
         _ => "failed".to_string(),
     };
     match stderr.text() {

@@ -323,7 +323,7 @@ fn set(node: &mut Value, tokens: &[&str], v: Value) {
 }
 
 fn base() -> Value {
-    let spec = crate::commands::spec::default_spec(false);
+    let spec = crate::commands::spec::default_spec(false, true);
     serde_json::to_value(spec).unwrap()
 }
 

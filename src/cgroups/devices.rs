@@ -98,10 +98,19 @@ pub fn plan(user: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
         let access = match d.access().as_deref() {
             None | Some("") => "rwm".to_string(),
             Some(a) => {
-                if let Some(bad) = a.chars().find(|c| !"rwm".contains(*c)) {
-                    bail!("{field}.access: {a:?}: {bad:?} is not one of r, w, m");
+                let known: String = a.chars().filter(|c| "rwm".contains(*c)).collect();
+                if known.is_empty() {
+                    bail!("{field}.access: {a:?}: none of r, w, m");
                 }
-                a.to_string()
+                if known.len() != a.len() {
+                    // runc 1.1.5 drops letters it does not know (its own tests write "rwa"):
+                    // what is left never grants more than the known letters say.
+                    tracing::warn!(
+                        "{field}.access: {a:?}: only r, w and m mean something; the rest is \
+                         ignored, as runc does"
+                    );
+                }
+                known
             }
         };
         rules.push(Rule {
@@ -182,12 +191,22 @@ mod tests {
     }
 
     #[test]
+    fn unknown_access_letters_are_dropped_as_runc_does() {
+        let d = plan(&user(
+            r#"[{"allow":false,"type":"c","major":1,"minor":11,"access":"rwa"}]"#,
+        ))
+        .unwrap();
+        assert_eq!(d[1].access, "rw");
+        assert!(!d[1].allow);
+    }
+
+    #[test]
     fn bad_rules_name_the_field() {
         let err = plan(&user(r#"[{"allow":true,"type":"u","major":1,"minor":1}]"#))
             .unwrap_err()
             .to_string();
         assert!(err.contains("linux.resources.devices[0].type"), "{err}");
-        let err = plan(&user(r#"[{"allow":true},{"allow":true,"access":"rwx"}]"#))
+        let err = plan(&user(r#"[{"allow":true},{"allow":true,"access":"xyz"}]"#))
             .unwrap_err()
             .to_string();
         assert!(err.contains("devices[1].access"), "{err}");

@@ -3,7 +3,7 @@
 //! (key, controller, file, value) writes, then written. Also the scale of a v2
 //! `blockIO.weight`, which the Cgroup writes itself.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 use oci_spec::runtime::LinuxResources;
@@ -126,6 +126,39 @@ pub fn apply(writes: &[Write], dir_of: impl Fn(&str) -> Option<PathBuf>) -> Resu
                 file.display()
             )
         })?;
+    }
+    Ok(())
+}
+
+/// `cpu.period` and `cpu.quota` on v1, in runc's order: the period first, unless the kernel
+/// refuses it with EINVAL (the old quota over the new period would exceed a parent's limit) and
+/// a quota follows; then the quota, then that period again. libcgroups writes the period and
+/// fails there. 0 means unset, as for libcgroups.
+pub fn write_v1_cfs(dir: &Path, period: Option<u64>, quota: Option<i64>) -> Result<()> {
+    let write = |key: &str, file: &str, value: String| {
+        let path = dir.join(file);
+        std::fs::write(&path, &value).map_err(|e| {
+            let err = anyhow!(
+                "config.json: linux.resources.cpu.{key}: write {value:?} to {}: {e}",
+                path.display()
+            );
+            (e.raw_os_error(), err)
+        })
+    };
+    let quota = quota.filter(|q| *q != 0);
+    let mut retry_period = None;
+    if let Some(p) = period.filter(|p| *p != 0) {
+        match write("period", "cpu.cfs_period_us", p.to_string()) {
+            Err((Some(libc::EINVAL), _)) if quota.is_some() => retry_period = Some(p),
+            Err((_, e)) => return Err(e),
+            Ok(()) => {}
+        }
+    }
+    if let Some(q) = quota {
+        write("quota", "cpu.cfs_quota_us", q.to_string()).map_err(|(_, e)| e)?;
+    }
+    if let Some(p) = retry_period {
+        write("period", "cpu.cfs_period_us", p.to_string()).map_err(|(_, e)| e)?;
     }
     Ok(())
 }

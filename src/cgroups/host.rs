@@ -263,8 +263,8 @@ pub fn needs(r: &LinuxResources, unified: bool) -> Result<Vec<Need>> {
     }
     if r.unified().as_ref().is_some_and(|m| !m.is_empty()) && v1 {
         bail!(
-            "config.json: {R}.unified: needs cgroup v2, and this host's controllers are on \
-             cgroup v1 hierarchies"
+            "config.json: {R}.unified: invalid configuration: needs cgroup v2, and this \
+             host's controllers are on cgroup v1 hierarchies"
         );
     }
     Ok(out)

@@ -7,6 +7,7 @@ pub mod device_bpf;
 pub mod devices;
 pub mod extra;
 pub mod host;
+mod hybrid;
 pub mod join;
 pub mod oom;
 pub mod stats;
@@ -257,7 +258,18 @@ impl Cgroup {
     pub fn add_task(&self, pid: i32) -> Result<()> {
         self.manager
             .add_task(Pid::from_raw(pid))
-            .map_err(flat("add the container's process", &self.path))
+            .map_err(flat("add the container's process", &self.path))?;
+        match self.hybrid_unified_dir() {
+            Some(dir) => hybrid::add(&dir, pid),
+            None => Ok(()),
+        }
+    }
+
+    /// The container's cgroup2 directory on a hybrid host (hybrid.rs).
+    fn hybrid_unified_dir(&self) -> Option<PathBuf> {
+        (!self.host.unified && !self.systemd)
+            .then(|| hybrid::unified_dir(&self.path))
+            .flatten()
     }
 
     /// Applies a container's `linux.resources` at create: checked against the host, the device
@@ -318,13 +330,30 @@ impl Cgroup {
             }),
             _ => None,
         };
+        // On v1 hako writes the CFS period and quota itself, in runc's order.
+        let mut cpu = r.cpu().clone();
+        let v1_cfs = match cpu.as_mut() {
+            Some(c) if !self.host.unified && !self.systemd => {
+                let cfs = (c.period(), c.quota());
+                c.set_period(None);
+                c.set_quota(None);
+                Some(cfs).filter(|cfs| *cfs != (None, None))
+            }
+            _ => None,
+        };
         self.apply_parts([
             ("memory", only(|p| p.set_memory(*r.memory()))),
-            ("cpu", only(|p| p.set_cpu(r.cpu().clone()))),
+            ("cpu", only(|p| p.set_cpu(cpu))),
             ("pids", only(|p| p.set_pids(*r.pids()))),
             ("blockIO", only(|p| p.set_block_io(block_io))),
             ("unified", only(|p| p.set_unified(r.unified().clone()))),
         ])?;
+        if let Some((period, quota)) = v1_cfs {
+            let dir = self
+                .dir("cpu")
+                .ok_or_else(|| anyhow!("config.json: linux.resources.cpu: no cpu controller"))?;
+            extra::write_v1_cfs(&dir, period, quota)?;
+        }
         if let Some(w) = v2_weight {
             self.apply_io_weight(w)?;
         }
@@ -455,7 +484,11 @@ impl Cgroup {
     }
 
     pub fn remove(&self) -> Result<()> {
-        self.manager.remove().map_err(flat("remove", &self.path))
+        self.manager.remove().map_err(flat("remove", &self.path))?;
+        match self.hybrid_unified_dir() {
+            Some(dir) => hybrid::remove(&dir),
+            None => Ok(()),
+        }
     }
 }
 

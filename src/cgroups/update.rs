@@ -51,6 +51,10 @@ pub fn overlay(current: &LinuxResources, new: &LinuxResources) -> LinuxResources
         }
         if n.swap().is_some() {
             m.set_swap(n.swap());
+        } else if n.limit() == Some(-1) && m.swap().is_some() {
+            // runc: an unlimited memory without a swap value lifts the swap limit too (v1's
+            // memory+swap limit may not stay below the memory limit).
+            m.set_swap(Some(-1));
         }
         if n.kernel().is_some() {
             m.set_kernel(n.kernel());
@@ -156,6 +160,22 @@ mod tests {
         assert_eq!(out.devices(), cur.devices());
         // Not something update changes.
         assert!(out.hugepage_limits().is_none());
+    }
+
+    #[test]
+    fn unlimited_memory_lifts_a_swap_limit_unless_swap_is_given() {
+        let cur = res(r#"{"memory":{"limit":50000000,"swap":96468992}}"#);
+        let swap = |new: &str| overlay(&cur, &res(new)).memory().unwrap().swap();
+        assert_eq!(swap(r#"{"memory":{"limit":-1}}"#), Some(-1));
+        assert_eq!(
+            swap(r#"{"memory":{"limit":-1,"swap":200000000}}"#),
+            Some(200000000)
+        );
+        assert_eq!(swap(r#"{"memory":{"limit":60000000}}"#), Some(96468992));
+        // No swap limit to lift: none is made up.
+        let cur = res(r#"{"memory":{"limit":50000000}}"#);
+        let out = overlay(&cur, &res(r#"{"memory":{"limit":-1}}"#));
+        assert_eq!(out.memory().unwrap().swap(), None);
     }
 
     #[test]

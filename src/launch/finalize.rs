@@ -121,6 +121,15 @@ pub fn prepare<'a>(
 }
 
 impl Ready<'_> {
+    /// Installs the last seccomp filter now (before the startContainer hooks, which then run
+    /// under it as the program will, as with runc), not right before execve.
+    pub fn install_seccomp_now(&mut self) -> Result<()> {
+        match self.last_seccomp.take() {
+            Some(plan) => seccomp::install(plan).map(drop),
+            None => Ok(()),
+        }
+    }
+
     /// The last seccomp filter, then execve: returns only on failure.
     pub fn exec(self) -> Failed {
         if let Some(plan) = self.last_seccomp {

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use anyhow::{bail, Context, Result};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -98,6 +98,14 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         join_session_keyring();
     }
 
+    // In a user namespace, bind sources are opened by the parent (launch::send_mount_sources),
+    // when the mount namespace is a new one: a copy of the host's mounts.
+    let binds = cfg.container.mounts.iter().filter(|m| m.is_bind).count();
+    let new_mount_ns = !cfg.joins.iter().any(|(_, f)| *f == CloneFlags::CLONE_NEWNS);
+    let sources = match cfg.ns.has_user_ns && cfg.ns.has_mount_ns && new_mount_ns && binds > 0 {
+        true => receive_mount_sources(chan, binds)?,
+        false => Vec::new(),
+    };
     let opts = rootfs::RootfsOptions {
         rootfs: cfg.rootfs,
         no_pivot: cfg.no_pivot,
@@ -109,15 +117,35 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
                     .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
             }),
         idmaps: &cfg.idmaps,
+        sources: &[],
     };
     if cfg.ns.has_mount_ns {
-        rootfs::prepare(spec, &cfg.container.mounts, &cfg.container.devices, &opts)?;
+        let with_sources = rootfs::RootfsOptions {
+            sources: &sources,
+            ..opts
+        };
+        rootfs::prepare(
+            spec,
+            &cfg.container.mounts,
+            &cfg.container.devices,
+            &with_sources,
+        )?;
     }
+    // Host directories: closed before anything the container controls is looked up.
+    drop(sources);
     // The runtime's hooks see the mounts made; the old root is still reachable for theirs.
     chan.send(&Msg::RootfsReady)?;
     chan.expect(Msg::Go)?;
     trace::phase("parent done with its hooks (Go)");
     let env = &cfg.process.env;
+    // createContainer hooks start in the rootfs (runc's cwd for them; the spec leaves it open),
+    // so a relative path in a hook names a file of the container.
+    nix::unistd::chdir(cfg.rootfs).with_context(|| {
+        format!(
+            "chdir {} for the createContainer hooks",
+            cfg.rootfs.display()
+        )
+    })?;
     hooks::run_all(
         spec,
         Kind::CreateContainer,
@@ -150,7 +178,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     sysctl::apply(&proc, &cfg.container.sysctl)?;
     trace::phase("sysctl written");
     if cfg.ns.has_mount_ns {
-        rootfs::finish(spec)?;
+        rootfs::finish(spec, &cfg.container.mounts)?;
         trace::phase("masked and read-only paths, root propagation");
     }
 
@@ -171,7 +199,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     }
     trace::phase("hostname, domainname, personality");
 
-    let ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, true)?;
+    let mut ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, true)?;
     chan.send(&Msg::Created)?;
     let start = wait_for_start(&proc, cfg.exec_fifo.as_raw_fd())?;
     trace::phase("released from the exec fifo");
@@ -186,6 +214,14 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         unsafe { libc::_exit(1) }
     };
     let own = own_state(cfg, Status::Created);
+    // startContainer hooks run in the container under its seccomp filter, as runc runs them
+    // (without noNewPrivileges it is in already). With none, hako makes no syscall of its own
+    // under the filter but execve.
+    if !hooks::of(spec, Kind::StartContainer).is_empty() {
+        if let Err(err) = ready.install_seccomp_now() {
+            fail(err);
+        }
+    }
     if let Err(err) = hooks::run_all(spec, Kind::StartContainer, &own, Some(env)) {
         fail(err);
     }
@@ -200,6 +236,19 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
             unsafe { libc::_exit(127) }
         }
     }
+}
+
+/// Asks the parent for the bind mounts' sources and takes the `count` answers.
+fn receive_mount_sources(chan: &Channel, count: usize) -> Result<Vec<(usize, OwnedFd)>> {
+    chan.send(&Msg::OpenMountSources)?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        match chan.recv_with_fd()? {
+            Some((Msg::MountSource { index }, fd)) => out.extend(fd.map(|fd| (index, fd))),
+            other => bail!("sync: expected a mount source, got {other:?}"),
+        }
+    }
+    Ok(out)
 }
 
 /// Root in the user namespace just entered (its ids 0 must be mapped).

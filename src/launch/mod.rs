@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::container::Record;
+use crate::linux::mounts;
 use crate::linux::namespaces::{self, NamespacePlan};
 use crate::linux::seccomp::Listener;
 use plan::{ContainerPlan, ProcessPlan};
@@ -159,6 +160,7 @@ fn drive(
                 }
                 crate::trace::phase("intermediate process reaped");
             }
+            Some(Msg::OpenMountSources) => send_mount_sources(cfg, chan, *pid)?,
             Some(Msg::RootfsReady) => {
                 parent.rootfs_ready(*pid)?;
                 chan.send(&Msg::Go)?;
@@ -183,6 +185,36 @@ fn drive(
             }
         }
     }
+}
+
+/// In a user namespace the init cannot reach a bind source only the host's root may (below a
+/// 0700 directory). The parent, host root, opens each source for it through the init's root:
+/// the init's mount namespace before pivot_root, a copy of the host's mounts, so the fd is one
+/// the init can bind from and the path means what it means on the host (symlinks resolve
+/// inside that root, magic links are refused). A relative source is relative to the working
+/// directory, as for the init. A source the parent cannot open goes without an fd; the init then
+/// tries the path itself and names the field if that fails.
+fn send_mount_sources(cfg: &InitConfig, chan: &Channel, pid: i32) -> Result<()> {
+    use std::os::fd::AsFd;
+    // Not reachable (a parent without the rights over the init, as when rootless): no fds.
+    let root = crate::linux::rootfs::open_dir(Path::new(&format!("/proc/{pid}/root"))).ok();
+    let cwd = std::env::current_dir().ok();
+    for m in cfg.container.mounts.iter().filter(|m| m.is_bind) {
+        let msg = Msg::MountSource { index: m.index };
+        let source = m.source.as_deref().and_then(|s| match s.is_absolute() {
+            true => Some(s.to_path_buf()),
+            false => cwd.as_ref().map(|c| c.join(s)),
+        });
+        let fd = root
+            .as_ref()
+            .zip(source)
+            .and_then(|(root, s)| mounts::open_in_root(root, &mounts::relative(&s)).ok());
+        match fd {
+            Some(fd) => chan.send_with_fd(&Channel::encode(&msg)?, fd.as_fd())?,
+            None => chan.send(&msg)?,
+        }
+    }
+    Ok(())
 }
 
 /// The fds a container gets beyond stdio: 3 .. 3+n.

@@ -19,9 +19,14 @@ pub enum Msg {
     IdMapsWritten,
     /// The prestart and createRuntime hooks ran: go on to createContainer and pivot_root.
     Go,
+    /// The source of bind mount `mounts[index]`, opened by the parent (O_PATH, SCM_RIGHTS); no
+    /// fd when the parent could not open it. One per bind mount, in order.
+    MountSource { index: usize },
     // init → parent
     /// The init unshared a user namespace: write its uid/gid maps.
     WriteIdMaps,
+    /// The init has its user and mount namespaces: open the bind mounts' sources for it.
+    OpenMountSources,
     /// The init forked into its pid/time namespace: this is the container's pid (host view).
     Pid { pid: i32 },
     /// Namespaces exist and the mounts are made, before pivot_root: time for the prestart and

@@ -31,6 +31,10 @@ pub struct MountPlan {
     pub is_bind: bool,
     /// runc's `tmpcopyup`: the new tmpfs starts with a copy of what it covers.
     pub tmpcopyup: bool,
+    /// A read-only tmpfs is mounted writable (`flags` without MS_RDONLY), so that what goes
+    /// inside it can be made (/dev's nodes and mounts, tmpcopyup), and made read-only after
+    /// pivot_root, as runc does.
+    pub ro_after: bool,
 }
 
 impl MountPlan {
@@ -155,6 +159,11 @@ pub fn plan(index: usize, m: &Mount) -> Result<MountPlan> {
     } else {
         (flags, MsFlags::empty())
     };
+    let ro_after = fstype == "tmpfs" && !is_bind && flags.contains(MsFlags::MS_RDONLY);
+    let flags = match ro_after {
+        true => flags - MsFlags::MS_RDONLY,
+        false => flags,
+    };
     let source = m.source().clone();
     if is_bind && source.is_none() {
         bail!("config.json: mounts[{index}].source: a bind mount needs a source");
@@ -174,6 +183,7 @@ pub fn plan(index: usize, m: &Mount) -> Result<MountPlan> {
         // runc's extension means something for tmpfs only; elsewhere runc ignores it too.
         tmpcopyup: m.typ().as_deref() == Some("tmpfs")
             && m.options().iter().flatten().any(|o| o == "tmpcopyup"),
+        ro_after,
     })
 }
 
@@ -548,21 +558,30 @@ pub fn create_destination(root: &OwnedFd, rel: &Path, file: bool) -> Result<Owne
     Ok(dest)
 }
 
-/// Applies one planned mount under the rootfs (before pivot_root).
+/// Applies one planned mount under the rootfs (before pivot_root). A bind mount's source is
+/// `source_fd` (opened by the parent) when given, else looked up by path.
 pub fn apply(
     root: &OwnedFd,
     m: &MountPlan,
     in_userns: bool,
     idmap: Option<&OwnedFd>,
+    source_fd: Option<&OwnedFd>,
 ) -> Result<()> {
     let field = m.field();
     let rel = relative(&m.destination);
-    let src_is_file = m.is_bind
-        && m.source
+    let source = match source_fd {
+        Some(fd) => Some(fd_path(fd)),
+        None => m.source.clone(),
+    };
+    let src_is_file = match source_fd {
+        Some(fd) => nix::sys::stat::fstat(fd.as_raw_fd())
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR),
+        None => m
+            .source
             .as_ref()
-            .map(|s| s.metadata().map(|md| !md.is_dir()).unwrap_or(false))
-            .unwrap_or(false);
-    if m.is_bind {
+            .is_some_and(|s| s.metadata().is_ok_and(|md| !md.is_dir())),
+    };
+    if m.is_bind && source_fd.is_none() {
         let src = m.source.as_ref().expect("bind has a source");
         if !src.exists() {
             bail!(
@@ -598,11 +617,11 @@ pub fn apply(
         false => m.data.clone(),
     };
     let data = (!data.is_empty()).then_some(data.as_str());
-    if let (true, Some(userns), Some(src)) = (m.is_bind, idmap, m.source.as_deref()) {
+    if let (true, Some(userns), Some(src)) = (m.is_bind, idmap, source.as_deref()) {
         let recursive = m.flags.contains(MsFlags::MS_REC);
         super::idmap::bind(src, &dest, userns, recursive).with_context(ctx)?;
     } else if m.is_bind {
-        mount(m.source.as_deref(), &target, none(), m.flags, none()).with_context(ctx)?;
+        mount(source.as_deref(), &target, none(), m.flags, none()).with_context(ctx)?;
     } else {
         let source = m.source.as_deref().unwrap_or(Path::new(&m.fstype));
         let fstype = (!m.fstype.is_empty()).then_some(m.fstype.as_str());
@@ -715,6 +734,21 @@ mod tests {
         assert_eq!(p.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
         assert_eq!(p.data, "mode=755,size=65536k");
         assert!(!p.is_bind);
+    }
+
+    #[test]
+    fn a_read_only_tmpfs_is_made_read_only_afterwards() {
+        let p = plan(
+            0,
+            &m("tmpfs", "tmpfs", "/dev", &["ro", "nosuid", "mode=755"]),
+        )
+        .unwrap();
+        assert!(p.ro_after);
+        assert_eq!(p.flags, MsFlags::MS_NOSUID);
+        let p = plan(0, &m("bind", "/src", "/dst", &["rbind", "ro"])).unwrap();
+        assert!(!p.ro_after);
+        let p = plan(0, &m("tmpfs", "tmpfs", "/tmp", &["nosuid"])).unwrap();
+        assert!(!p.ro_after);
     }
 
     #[test]

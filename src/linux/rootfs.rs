@@ -23,6 +23,8 @@ pub struct RootfsOptions<'a> {
     pub has_cgroup_ns: bool,
     /// User namespaces holding the idmaps of idmapped mounts, by `mounts[]` index.
     pub idmaps: &'a [(usize, OwnedFd)],
+    /// Bind sources the parent opened (O_PATH), by `mounts[]` index.
+    pub sources: &'a [(usize, OwnedFd)],
 }
 
 /// `linux.rootfsPropagation` as (the propagation of the runtime's / in the new mount namespace
@@ -82,7 +84,7 @@ fn none() -> Option<&'static str> {
     None
 }
 
-fn open_dir(path: &Path) -> Result<OwnedFd> {
+pub fn open_dir(path: &Path) -> Result<OwnedFd> {
     let fd = open(
         path,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -129,7 +131,12 @@ pub fn prepare(
                 .iter()
                 .find(|(i, _)| *i == m.index)
                 .map(|(_, fd)| fd);
-            mounts::apply(&root, m, opts.in_userns, idmap)?;
+            let source = opts
+                .sources
+                .iter()
+                .find(|(i, _)| *i == m.index)
+                .map(|(_, fd)| fd);
+            mounts::apply(&root, m, opts.in_userns, idmap, source)?;
         }
         if crate::trace::enabled() {
             crate::trace::phase(&format!("mount {}", m.destination.display()));
@@ -212,11 +219,28 @@ pub fn chroot_only(opts: &RootfsOptions) -> Result<()> {
 }
 
 /// After pivot_root: the container's / propagation, masked paths, read-only paths, read-only
-/// root.
-pub fn finish(spec: &Spec) -> Result<()> {
+/// tmpfs mounts and root.
+pub fn finish(spec: &Spec, plans: &[MountPlan]) -> Result<()> {
     if let (_, Some(flags)) = root_propagation(spec)? {
         mount(none(), "/", none(), flags, none())
             .context("config.json: linux.rootfsPropagation")?;
+    }
+    for m in plans.iter().filter(|m| m.ro_after) {
+        // A read-only bind remount of the mount there: it cannot reach a superblock shared
+        // with anything else, whatever is mounted at that path by now.
+        let top = mounts::open_in_root(
+            &open_dir(Path::new("/"))?,
+            &mounts::relative(&m.destination),
+        )
+        .with_context(|| format!("{}.destination: {}", m.field(), m.destination.display()))?;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | m.flags;
+        mount(none(), &mounts::fd_path(&top), none(), flags, none()).with_context(|| {
+            format!(
+                "{}: remount {} read-only",
+                m.field(),
+                m.destination.display()
+            )
+        })?;
     }
     if let Some(linux) = spec.linux() {
         let root = open_dir(Path::new("/"))?;

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-fn v1_host() -> bool {
+pub(crate) fn v1_host() -> bool {
     let v1 = Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
     if !v1 {
         eprintln!("skipped: these tests read cgroup v1 files");
@@ -21,7 +21,7 @@ fn v1_host() -> bool {
 }
 
 /// A process's cgroup directory for a v1 controller, from /proc/PID/cgroup.
-fn cg_dir(pid: i64, controller: &str) -> PathBuf {
+pub(crate) fn cg_dir(pid: i64, controller: &str) -> PathBuf {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let path = text
         .lines()
@@ -38,7 +38,7 @@ fn cg_dir(pid: i64, controller: &str) -> PathBuf {
         .join(path.trim_start_matches('/'))
 }
 
-fn cg_read(pid: i64, controller: &str, file: &str) -> String {
+pub(crate) fn cg_read(pid: i64, controller: &str, file: &str) -> String {
     let path = cg_dir(pid, controller).join(file);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -53,7 +53,7 @@ fn own_cgroup(controller: &str) -> String {
 }
 
 /// create + start a container running `sh -c script`; returns its id and host pid.
-fn started(env: &Env, script: &str, edit: impl FnOnce(&mut Value)) -> (String, i64) {
+pub(crate) fn started(env: &Env, script: &str, edit: impl FnOnce(&mut Value)) -> (String, i64) {
     let b = env.bundle(|c| {
         c["process"]["args"] = json!(["sh", "-c", script]);
         edit(c);
@@ -68,7 +68,7 @@ fn started(env: &Env, script: &str, edit: impl FnOnce(&mut Value)) -> (String, i
 }
 
 /// Directories named `name` anywhere under /sys/fs/cgroup.
-fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
+pub(crate) fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
     fn walk(dir: &Path, name: &str, found: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -552,7 +552,11 @@ fn what_the_host_cannot_apply_is_a_clear_error() {
         env.hako(&["create", "-b", b.path(), &unique_id("bad")])
     };
     let out = create(&|c| c["linux"]["resources"]["unified"] = json!({"memory.high": "1M"}));
-    assert_error(&out, "linux.resources.unified: needs cgroup v2");
+    // runc's "invalid configuration" (its suite greps it) after the field.
+    assert_error(
+        &out,
+        "linux.resources.unified: invalid configuration: needs cgroup v2",
+    );
     if !Path::new("/sys/fs/cgroup/hugetlb").exists() {
         let out = create(&|c| {
             c["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 1}])

@@ -190,7 +190,10 @@ fn a_hook_past_its_timeout_is_killed_and_create_fails_naming_it() {
             c["hooks"] = json!({ kind: [hook] });
         });
         let out = env.hako(&["create", "-b", b.path(), &id]);
-        assert_error(&out, &format!("hooks.{kind}[0] (/bin/sh): killed"));
+        assert_error(
+            &out,
+            &format!("hooks.{kind}[0] (/bin/sh): error running hook: killed"),
+        );
         assert!(stderr(&out).contains("timeout of 1s"), "{}", stderr(&out));
         assert!(
             eventually(|| running_with(&token).is_empty()),
@@ -225,7 +228,10 @@ fn failing(rootfs: &Path, c: &mut Value, kind: &str) {
 }
 
 fn assert_hook_error(out: &std::process::Output, kind: &str) {
-    assert_error(out, &format!("hooks.{kind}[1] (/bin/sh): exit status 7"));
+    assert_error(
+        out,
+        &format!("hooks.{kind}[1] (/bin/sh): error running hook: exit status 7"),
+    );
     assert!(
         stderr(out).contains("no network for you; try later"),
         "{}",
@@ -365,6 +371,29 @@ fn container_hooks_run_in_the_container_and_runtime_hooks_outside() {
     assert_eq!(read(&b.rootfs().join("ns-createRuntime")), ns_links("self"));
     assert_eq!(read(&b.rootfs().join("ns-createContainer")), container);
     assert_eq!(read(&b.rootfs().join("ns-startContainer")), container);
+}
+
+/// runc runs createContainer hooks from the rootfs (runc's hooks library test touches
+/// `./lib/...`); hako does the same, whatever directory create was called from.
+#[test]
+fn create_container_hooks_start_in_the_rootfs() {
+    let env = Env::new();
+    let b = bundle(&env, |_, c| {
+        c["hooks"] = json!({"createContainer": [sh("pwd -P > hook-cwd")]});
+        c["process"]["args"] = json!(["cat", "/hook-cwd"]);
+    });
+    let elsewhere = env.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let id = unique_id("hookcwd");
+    let out = output_via_files(
+        env.command(&["run", "-b", b.path(), &id])
+            .current_dir(&elsewhere)
+            .stdin(std::process::Stdio::null()),
+    );
+    ok(&out);
+    let rootfs = b.rootfs().canonicalize().unwrap();
+    assert_eq!(stdout(&out).trim(), rootfs.to_str().unwrap());
+    assert!(!elsewhere.join("hook-cwd").exists());
 }
 
 #[test]

@@ -227,10 +227,10 @@ fn bad_input_is_one_clear_error_and_leaves_nothing() {
                 c["linux"]["namespaces"]
                     .as_array_mut()
                     .unwrap()
-                    .push(json!({"type": "bogus"}));
+                    .insert(0, json!({"type": "bogus"}));
                 b.write_config(&c);
             }),
-            "linux.namespaces[6].type",
+            "linux.namespaces[0].type",
         ),
         (
             Box::new(|b| std::fs::remove_dir_all(b.rootfs()).unwrap()),

@@ -2,6 +2,7 @@
 //! containers as root, with a unique id and a `--root` of its own.
 
 mod cgroups;
+mod cgroups_update;
 mod common;
 mod console;
 mod escapes;

@@ -141,3 +141,71 @@ fn time_namespace_offsets_apply() {
         "uptime {uptime} lacks the boottime offset"
     );
 }
+
+/// runc's userns.bats "userns with 2 inaccessible mounts": with a user namespace, bind sources
+/// below a directory only the host's root may enter (0700) are opened by hako's parent, still
+/// host root, and handed to the init as fds; a relative source is relative to create's working
+/// directory, and none of those fds reaches the container.
+#[test]
+fn bind_sources_only_host_root_can_reach_work_in_a_user_namespace() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let locked = env.dir.path().join("locked");
+    std::fs::create_dir_all(locked.join("a")).unwrap();
+    std::fs::write(locked.join("a/file"), "dir-a\n").unwrap();
+    std::fs::write(locked.join("b"), "file-b\n").unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // An absolute symlink on the way resolves as on the host.
+    std::os::unix::fs::symlink(&locked, env.dir.path().join("link")).unwrap();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "cat /mnt/a/file /mnt/b /mnt/c/file; ls /proc/self/fd | tr '\\n' ' '"
+        ]);
+        set_namespace(c, "user", None);
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        for (src, dest) in [
+            (locked.join("a").to_str().unwrap().to_string(), "/mnt/a"),
+            ("locked/b".to_string(), "/mnt/b"),
+            (
+                env.dir.path().join("link/a").to_str().unwrap().to_string(),
+                "/mnt/c",
+            ),
+        ] {
+            mounts.push(json!({"source": src, "destination": dest, "options": ["bind"]}));
+        }
+    });
+    // The destinations exist: the rootfs belongs to the host's root, not to the container's.
+    std::fs::create_dir_all(b.rootfs().join("mnt/a")).unwrap();
+    std::fs::create_dir_all(b.rootfs().join("mnt/c")).unwrap();
+    std::fs::write(b.rootfs().join("mnt/b"), "").unwrap();
+    let id = unique_id("usernsbind");
+    let out = output_via_files(
+        env.command(&["run", "-b", b.path(), &id])
+            .current_dir(env.dir.path())
+            .stdin(std::process::Stdio::null()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "dir-a\nfile-b\ndir-a\n0 1 2 3 ");
+
+    // The init closed the sources' fds before pivot_root: a created container's init, which
+    // waits for `start` with the container's namespaces and root, holds none of them.
+    let id = unique_id("usernsbind");
+    let out = output_via_files(
+        env.command(&["create", "-b", b.path(), &id])
+            .current_dir(env.dir.path())
+            .stdin(std::process::Stdio::null()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = env.state(&id)["pid"].as_i64().unwrap();
+    let held: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|l| l.starts_with(&locked))
+        .collect();
+    assert!(held.is_empty(), "the init holds {held:?}");
+}

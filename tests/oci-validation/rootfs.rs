@@ -218,3 +218,29 @@ fn cgroup_mount_shows_the_containers_own_cgroup_read_only() {
     );
     assert_eq!(stdout(&out), "67108864\n2\nread-only\n", "{}", stderr(&out));
 }
+
+/// A read-only tmpfs at /dev (runc's "ro /dev" test): /dev/pts, /dev/shm, the device nodes and
+/// the console are made inside it first, then it is read-only.
+#[test]
+fn a_read_only_dev_tmpfs_is_filled_then_read_only() {
+    let env = Env::new();
+    let out = env.run_sh(
+        "grep '^tmpfs /dev ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
+         grep -c '^devpts /dev/pts ' /proc/mounts; ls /dev/null /dev/ptmx /dev/shm; \
+         echo ok > /dev/null && echo null-ok; touch /dev/x 2>&1 | grep -c Read-only",
+        |c| {
+            for m in c["mounts"].as_array_mut().unwrap() {
+                if m["destination"] == "/dev" {
+                    m["options"].as_array_mut().unwrap().push(json!("ro"));
+                }
+            }
+        },
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ro\n1\n/dev/null\n/dev/ptmx\n\n/dev/shm:\nnull-ok\n1\n",
+        "{}",
+        stderr(&out)
+    );
+}

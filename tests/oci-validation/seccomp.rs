@@ -233,6 +233,12 @@ fn notify_without_an_agent_fails_create() {
         "listenerPath": sock, "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_NOTIFY"}]})));
     let out = env.hako(&["create", "-b", b.path(), &unique_id("noagent")]);
     assert_error(&out, "config.json: linux.seccomp.listenerPath: ");
+    // runc's words (its suite greps them).
+    assert!(
+        stderr(&out).contains("failed to connect with seccomp agent"),
+        "{}",
+        stderr(&out)
+    );
     assert!(env.ids().is_empty(), "left behind: {:?}", env.ids());
 }
 
@@ -540,5 +546,28 @@ fn a_profile_without_openat2_still_starts() {
         });
         assert!(out.status.success(), "nnp {nnp}: {}", stderr(&out));
         assert_eq!(stdout(&out), "started\n");
+    }
+}
+
+/// A startContainer hook runs in the container under its filter, as the program will (runc's
+/// order, and the same with or without noNewPrivileges): mkdir killed by SIGSYS fails it.
+#[test]
+fn start_container_hooks_run_under_the_filter() {
+    let env = Env::new();
+    for nnp in [true, false] {
+        let b = env.bundle(|c| {
+            c["process"]["args"] = json!(["true"]);
+            c["process"]["noNewPrivileges"] = json!(nnp);
+            c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]});
+            c["hooks"] = json!({"startContainer": [
+                {"path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/foo"]}]});
+        });
+        let out = env.hako(&["run", "-b", b.path(), &unique_id("hookfilter")]);
+        assert_error(
+            &out,
+            "hooks.startContainer[0] (/bin/sh): error running hook: killed by signal 31 \
+             (SIGSYS: bad system call)",
+        );
     }
 }

@@ -314,7 +314,9 @@ pub fn send_to_agent(l: &Listener, pid: i32, state: State, fd: BorrowedFd) -> Re
         .set_metadata(l.metadata.clone())
         .set_state(state);
     let data = serde_json::to_vec(&cps)?;
-    let sock = UnixStream::connect(&l.path).with_context(what)?;
+    // runc's words after the field: its tests and users look for them.
+    let sock = UnixStream::connect(&l.path)
+        .with_context(|| format!("{}: failed to connect with seccomp agent", what()))?;
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let mut sent = sendmsg::<UnixAddr>(
