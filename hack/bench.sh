@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of hako (its static release build), runc (and crun, youki when installed) on one busybox bundle,
-# one hyperfine run per row, then a table of means (wall time, and the CPU time of the process
-# tree) and ratios to runc:
+# one hyperfine run per row, then a table of medians (wall time) and mean CPU time of the
+# process tree, with ratios to runc:
 #   run       `run` of /bin/true, no terminal (create + start + wait + delete); next to it the
 #             floor: hack/floor.c (cgroups in every hierarchy, clone into new namespaces,
 #             chroot, exec /bin/true, wait, rmdir), what any runtime has to do at least
@@ -140,7 +140,8 @@ for r in rows:
         order.append(r)
     else:
         res = json.load(open(f"{work}/{r}.json"))["results"]
-        table[r] = {x["command"]: x["mean"] * 1000 for x in res}
+        # Medians: one stall of a shared machine moves a mean by tens of ms.
+        table[r] = {x["command"]: x["median"] * 1000 for x in res}
         # CPU time (user + system of the whole process tree): steadier than wall time on a
         # shared machine.
         table[r + " cpu"] = {x["command"]: (x["user"] + x["system"]) * 1000 for x in res}
