@@ -1,72 +1,160 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of hako and runc on the same busybox bundle (hyperfine, one run):
-#   run     `run` of /bin/true (create + start + wait + delete)
-#   cycle   create, start, delete of a short-lived process as separate commands
-#   exec    `exec` of /bin/true into a running container
-# Prints hyperfine's table and the runc/hako ratios. Needs: hyperfine, runc, busybox-static.
-# BASELINE=/path/to/an/older/hako adds it to the same runs (before/after of a change).
+# Side-by-side benchmark of hako (its static release build), runc (and crun, youki when installed) on one busybox bundle,
+# one hyperfine run per row, then a table of medians (wall time) and mean CPU time of the
+# process tree, with ratios to runc:
+#   run       `run` of /bin/true, no terminal (create + start + wait + delete); next to it the
+#             floor: hack/floor.c (cgroups in every hierarchy, clone into new namespaces,
+#             chroot, exec /bin/true, wait, rmdir), what any runtime has to do at least
+#   cycle     create, start, delete -f of /bin/true as three commands
+#   rss       peak RSS of `run`: /usr/bin/time's %M, i.e. the largest max RSS of any one process
+#             of the runtime's tree (the runtime, its re-exec and init, the container's process),
+#             median of RSS_RUNS runs
+#   par32     32 containers 8 at a time (xargs -P8 of `run`), each under a 20 s timeout: a
+#             failure or a hang fails the row
+#   exec      `exec` of /bin/true into a running container (sleep)
+# Needs: hyperfine, runc, busybox-static, a C compiler. RUNS (50), PAR_RUNS (10), RSS_RUNS (20).
+# BASELINE=/path/to/an/older/hako adds it to every row (before/after of a change).
+# ROWS="run cycle" measures only those rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "bench.sh: run as root" >&2; exit 1; fi
 missing=()
 command -v hyperfine >/dev/null || missing+=(hyperfine)
 command -v runc >/dev/null || missing+=(runc)
+command -v cc >/dev/null || missing+=(gcc)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+[ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-cargo build --release --quiet
-hako=$PWD/target/release/hako
-runs=${RUNS:-50}
+# The release binary as shipped: static glibc (static-pie), no dynamic loader at each start.
+# crt-static only with --target, so build scripts and proc-macros stay dynamic.
+triple=$(rustc -vV | sed -n 's/^host: //p')
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target "$triple"
+hako=$PWD/target/$triple/release/hako
+runs=${RUNS:-50} par_runs=${PAR_RUNS:-10} rss_runs=${RSS_RUNS:-20}
+rows=${ROWS:-run cycle rss par32 exec}
 work=$(mktemp -d /tmp/hako-bench.XXXXXX)
-trap 'hako_cleanup; rm -rf "$work"' EXIT
-hako_cleanup() {
-  for id in b e; do
-    "$hako" --root "$work/hako" delete -f $id 2>/dev/null || true
-    runc --root "$work/runc" delete -f $id 2>/dev/null || true
-    [ -z "${BASELINE:-}" ] || "$BASELINE" --root "$work/base" delete -f $id 2>/dev/null || true
+cc -O2 -o "$work/floor" hack/floor.c
+
+# name=binary for every runtime measured; runc is the reference of the ratios.
+runtimes=("hako=$hako" "runc=$(command -v runc)")
+others=()
+for other in crun youki; do
+  if command -v $other >/dev/null; then others+=("$other=$(command -v $other)"); fi
+done
+[ -z "${BASELINE:-}" ] || others+=("baseline=$BASELINE")
+
+cleanup() {
+  for rt in "${runtimes[@]}"; do
+    for id in b "e-${rt%%=*}" probe $(seq -f 'p%g' 32); do
+      "${rt#*=}" --root "$work/${rt%%=*}" delete -f "$id" >/dev/null 2>&1 || true
+    done
   done
+  rmdir /sys/fs/cgroup/*/hako-bench-floor 2>/dev/null || true
+  rm -rf "$work"
 }
+trap cleanup EXIT
+
 hack/mkbundle.sh "$work/bundle" "$hako"
-python3 - "$work/bundle/config.json" <<'PY'
+set_args() {
+  python3 - "$work/bundle/config.json" "$@" <<'PY'
 import json, sys
-c = json.load(open(sys.argv[1])); c["process"]["args"] = ["true"]
+c = json.load(open(sys.argv[1])); c["process"]["args"] = sys.argv[2:]
+c["ociVersion"] = "1.0.2"  # the newest that runc 1.1 and crun 1.8 know; the same config
 json.dump(c, open(sys.argv[1], "w"))
 PY
+}
+set_args true
 cd "$work/bundle"
-base_run=() base_cycle=()
-if [ -n "${BASELINE:-}" ]; then
-  base_run=(-n "baseline run" "$BASELINE --root $work/base run b")
-  base_cycle=(-n "baseline create+start+delete" "$BASELINE --root $work/base create b && $BASELINE --root $work/base start b && $BASELINE --root $work/base delete -f b")
-fi
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/run.json" \
-  -n "hako run" "$hako --root $work/hako run b" \
-  -n "runc run" "runc --root $work/runc run b" "${base_run[@]}"
-hyperfine --warmup 5 --runs "$runs" --export-json "$work/cycle.json" \
-  -n "hako create+start+delete" "$hako --root $work/hako create b && $hako --root $work/hako start b && $hako --root $work/hako delete -f b" \
-  -n "runc create+start+delete" "runc --root $work/runc create b && runc --root $work/runc start b && runc --root $work/runc delete -f b" \
-  "${base_cycle[@]}"
-# exec: a container of each runtime running sleep, the same bundle otherwise.
-python3 - config.json <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1])); c["process"]["args"] = ["sleep", "100000"]
-json.dump(c, open(sys.argv[1], "w"))
-PY
-"$hako" --root "$work/hako" run -d e </dev/null >/dev/null 2>&1
-runc --root "$work/runc" run -d e </dev/null >/dev/null 2>&1
-base_exec=()
-if [ -n "${BASELINE:-}" ] && "$BASELINE" --root "$work/base" run -d e </dev/null >/dev/null 2>&1; then
-  base_exec=(-n "baseline exec" "$BASELINE --root $work/base exec e true")
-fi
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/exec.json" \
-  -n "hako exec" "$hako --root $work/hako exec e true" \
-  -n "runc exec" "runc --root $work/runc exec e true" "${base_exec[@]}"
-python3 - "$work/run.json" "$work/cycle.json" "$work/exec.json" <<'PY'
-import json, sys
-for path in sys.argv[1:]:
-    rows = [(x["command"], x) for x in json.load(open(path))["results"]]
-    (h, hv), (c, cv) = rows[:2]
-    for name, v in rows:
-        print(f"{name:32s} {v['mean']*1000:8.2f} ms ± {v['stddev']*1000:.2f}  ({v['mean']/cv['mean']:.2f}x runc)")
-    print(f"  runc/hako = {cv['mean']/hv['mean']:.2f}x")
+# crun and youki join only when they can run the bundle on this host (crun 1.8 refuses a hybrid
+# host with a controller on the v2 hierarchy).
+for rt in "${others[@]}"; do
+  if err=$("${rt#*=}" --root "$work/${rt%%=*}" run probe </dev/null 2>&1 >/dev/null); then
+    runtimes+=("$rt")
+  else
+    echo "bench.sh: ${rt%%=*} left out, it cannot run the bundle here: $err" >&2
+  fi
+done
+
+# One hyperfine run for a row: ROW, then hyperfine options, then NAME COMMAND pairs built from
+# a template in which RT is the runtime's binary, ROOT its --root and NAME its name.
+row() {
+  local name=$1 template=$2; shift 2
+  local args=() rt
+  for rt in "${runtimes[@]}"; do
+    local cmd=${template//RT/${rt#*=}}
+    cmd=${cmd//NAME/${rt%%=*}}
+    args+=(-n "${rt%%=*}" "${cmd//ROOT/$work/${rt%%=*}}")
+  done
+  echo "== $name"
+  hyperfine --export-json "$work/$name.json" "$@" "${args[@]}"
+}
+
+for r in $rows; do
+  case $r in
+  run)
+    row run "RT --root ROOT run b" -N --warmup 5 --runs "$runs" \
+      -n floor "$work/floor $work/bundle/rootfs hako-bench-floor" ;;
+  cycle)
+    row cycle "RT --root ROOT create b && RT --root ROOT start b && RT --root ROOT delete -f b" \
+      --warmup 5 --runs "$runs" ;;
+  rss)
+    echo "== rss"
+    for rt in "${runtimes[@]}"; do
+      for _ in $(seq "$rss_runs"); do
+        /usr/bin/time -f %M -a -o "$work/rss.${rt%%=*}" "${rt#*=}" --root "$work/${rt%%=*}" run b \
+          </dev/null >/dev/null
+      done
+    done ;;
+  par32)
+    row par32 "seq -f 'p%g' 32 | xargs -P8 -I{} timeout 20 RT --root ROOT run {}" \
+      --warmup 1 --runs "$par_runs" ;;
+  exec)
+    set_args sleep 100000
+    for rt in "${runtimes[@]}"; do
+      # Ids differ between runtimes: the containers live at once, each in cgroup <own>/<id>.
+      "${rt#*=}" --root "$work/${rt%%=*}" run -d "e-${rt%%=*}" </dev/null >/dev/null
+    done
+    set_args true
+    row exec "RT --root ROOT exec e-NAME true" -N --warmup 5 --runs "$runs" ;;
+  *) echo "bench.sh: unknown row $r" >&2; exit 1 ;;
+  esac
+done
+
+cgmode=legacy
+if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then cgmode=unified
+elif [ -d /sys/fs/cgroup/unified ]; then cgmode=hybrid; fi
+echo
+echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), Linux $(uname -r), cgroup $cgmode"
+python3 - "$work" "$rows" "${runtimes[@]%%=*}" <<'PY'
+import json, os, statistics, sys
+work, rows, names = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+labels = {"run": "`run`", "cycle": "create + start + delete", "rss": "peak RSS of `run`",
+          "par32": "32 containers, 8 at a time", "exec": "`exec`"}
+table, order = {}, []
+for r in rows:
+    if r == "rss":
+        table[r] = {n: statistics.median(int(x) for x in open(f"{work}/rss.{n}")) / 1024
+                    for n in names}
+        order.append(r)
+    else:
+        res = json.load(open(f"{work}/{r}.json"))["results"]
+        # Medians: one stall of a shared machine moves a mean by tens of ms.
+        table[r] = {x["command"]: x["median"] * 1000 for x in res}
+        # CPU time (user + system of the whole process tree): steadier than wall time on a
+        # shared machine.
+        table[r + " cpu"] = {x["command"]: (x["user"] + x["system"]) * 1000 for x in res}
+        order += [r, r + " cpu"]
+cols = names + (["floor"] if "run" in rows else [])
+others = [n for n in cols if n != "runc"]
+print("| | " + " | ".join(cols) + " | " + " | ".join(f"{n}/runc" for n in others) + " |")
+print("|---" * (1 + len(cols) + len(others)) + "|")
+for r in order:
+    unit = "MB" if r == "rss" else "ms"
+    v = table[r]
+    cells = [f"{v[n]:.1f} {unit}" if n in v else "—" for n in cols]
+    ratios = [f"{v[n] / v['runc']:.2f}×" if n in v else "—" for n in others]
+    label = labels[r] if r in labels else f"  CPU time of {labels[r.split()[0]]}"
+    print(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 PY

@@ -17,17 +17,23 @@ use clap::Parser as _;
 use cli::{Cli, Command, Global};
 
 fn main() {
+    let t0 = trace::now_ns();
     // Usage errors exit 1 like every other error (clap's default is 2); help and version 0.
     let cli = Cli::try_parse().unwrap_or_else(|e| {
         let _ = e.print();
         std::process::exit(if e.use_stderr() { 1 } else { 0 })
     });
+    if cli.trace {
+        // Before the re-exec below, which then keeps this start time.
+        trace::enable(t0);
+    }
     // Commands that put a process into a container run from a sealed copy of hako, first thing
     // (single-threaded, nothing opened yet): see linux/exeseal.rs.
-    if matches!(
+    let sealed = matches!(
         cli.command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
-    ) {
+    );
+    if sealed {
         if let Err(e) = linux::exeseal::ensure_sealed() {
             eprintln!("hako: {e:#}");
             std::process::exit(1);
@@ -40,9 +46,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if cli.trace {
-        trace::enable();
-    }
+    trace::phase(if sealed {
+        "hako started, re-executed from its sealed copy, logging set up"
+    } else {
+        "hako started, logging set up"
+    });
     let result = match &cli.command {
         // The two commands that need no state directory.
         Command::Spec { bundle, rootless } => commands::spec::run(bundle, *rootless).map(|()| 0),
@@ -62,7 +70,10 @@ fn main() {
         }),
     };
     match result {
-        Ok(code) => std::process::exit(code),
+        Ok(code) => {
+            trace::finish("done");
+            std::process::exit(code)
+        }
         Err(e) => {
             let msg = logging::error_line(&e);
             // The log gets the runc-shaped line (containerd shows it); a person gets one plain line.
@@ -70,6 +81,7 @@ fn main() {
                 tracing::error!("{msg}");
             }
             eprintln!("hako: {msg}");
+            trace::finish("error reported");
             // exec's own failures are 255, as runc's: 1..254 may be the process's exit code.
             std::process::exit(if matches!(cli.command, Command::Exec(_)) {
                 255

@@ -64,7 +64,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         plan::check_rootless(&process)?;
     }
     let container = plan::container(&b.spec, ns.has_mount_ns)?;
-    trace::phase("process and container planned");
+    trace::phase("process and container planned (caps, seccomp BPF, mounts, devices)");
     let joins = namespaces::open_joins(&ns.joins)?;
     debug_plan(&b, &ns, &process.caps, process.seccomp.as_ref(), &netdevs);
     let terminal = process.terminal;
@@ -113,6 +113,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     if g.root.join(&args.id).exists() {
         bail!("container {:?} already exists", args.id);
     }
+    trace::phase("namespaces to join opened, console socket, cgroup path resolved");
     let cgroup = match use_cgroup {
         true => Some(Cgroup::open(&cgroup_path, g.systemd_cgroup, &args.id)?),
         false => None,
@@ -120,6 +121,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     if let Some(cg) = &cgroup {
         cg.ensure_unused()?;
     }
+    trace::phase("cgroup opened, checked unused (not frozen, no process, no cgroup below)");
     let mut c = Container::reserve(&g.root, record)?;
     trace::phase("container record reserved");
     let mut hooks_began = false;
@@ -243,11 +245,13 @@ fn build(
             .with_context(|| format!("chown {}", fifo.display()))?;
     }
     container::mark_fifo_waiting(&fifo)?;
+    trace::phase("config.json copied, exec fifo made");
     let cgroup = parts.cgroup.as_ref();
     let join = match cgroup {
         Some(cg) => cg.prepare_join()?,
         None => cgroups::Join::default(),
     };
+    trace::phase("cgroup made, joined by the init (v1 tasks) or cloned into (cgroup2)");
     let cfg = InitConfig {
         spec: &b.spec,
         rootfs: &b.rootfs,
@@ -273,6 +277,7 @@ fn build(
         hooks_began: false,
         netdevs: &parts.netdevs,
     };
+    trace::phase("exec fifo opened, init's config ready");
     let pid = launch::spawn_init(&cfg, &mut parent);
     *hooks_began = parent.hooks_began;
     let pid = pid?;
@@ -281,8 +286,10 @@ fn build(
     c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
     c.record.status = Status::Created;
     c.save()?;
+    trace::phase("state.json written (created)");
     if let Some(pid_file) = &args.pid_file {
         write_pid_file(pid_file, pid)?;
+        trace::phase("pid file written");
     }
     Ok(())
 }
@@ -303,10 +310,11 @@ impl Handshake for Parent<'_> {
         };
         if !in_cgroup {
             cgroup.add_task(pid)?;
+            trace::phase("init moved into its cgroup by the parent");
         }
         // Even without linux.resources the device rules apply (deny all but the defaults).
         cgroup.apply(&linux_resources(self.spec))?;
-        trace::phase("init in its cgroup");
+        trace::phase("cgroup resources applied (device rules, limits)");
         Ok(())
     }
 
@@ -318,8 +326,10 @@ impl Handshake for Parent<'_> {
         self.c.record.pid = pid;
         self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
         self.c.save()?;
+        trace::phase("init's pid recorded in state.json");
         // The parent only waits for its init now: a good time for this (linux/exeseal.rs).
         crate::linux::exeseal::release_mounts();
+        trace::phase("sealed view's mounts released");
         Ok(())
     }
 
@@ -330,16 +340,21 @@ impl Handshake for Parent<'_> {
             self.c.record.pid = pid;
             self.c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
             self.c.save()?;
+            trace::phase("init's final pid recorded in state.json");
         }
-        trace::phase("init in its namespaces");
         // Before the hooks, which may configure the devices (runtime-spec: "MUST be available").
         netdev::move_all(self.netdevs, pid)?;
+        if !self.netdevs.is_empty() {
+            trace::phase("network devices moved in");
+        }
         // `creating`: the create operation has not finished (runtime.md "State"); runc agrees.
         let state = self.c.record.state_json(Status::Creating);
         self.hooks_began = true;
         // prestart is the deprecated alias, run first at the same point (runtime-spec 1.3.0).
         hooks::run_all(self.spec, Kind::Prestart, &state, None)?;
-        hooks::run_all(self.spec, Kind::CreateRuntime, &state, None)
+        hooks::run_all(self.spec, Kind::CreateRuntime, &state, None)?;
+        trace::phase("prestart and createRuntime hooks run");
+        Ok(())
     }
 
     fn seccomp_listener(&mut self, pid: i32, listener: &Listener, fd: OwnedFd) -> Result<()> {

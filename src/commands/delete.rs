@@ -10,6 +10,7 @@ use crate::cgroups::Cgroup;
 use crate::cli::Global;
 use crate::container::{self, Container, Status};
 use crate::hooks::{self, Kind};
+use crate::trace;
 
 pub fn run(g: &Global, id: &str, force: bool) -> Result<()> {
     let c = match Container::load(&g.root, id) {
@@ -20,6 +21,7 @@ pub fn run(g: &Global, id: &str, force: bool) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
+    trace::phase("state.json loaded");
     // runtime.md: deleting a container that is not stopped MUST fail and change nothing.
     match c.status() {
         Status::Stopped | Status::Creating => {}
@@ -50,7 +52,9 @@ pub fn destroy(c: &Container, poststop: bool) {
     } else {
         None
     };
+    trace::phase("status read (/proc), config copy loaded for the poststop hooks");
     let cgroup = Cgroup::of(r).ok().flatten();
+    trace::phase("cgroup opened");
     if let Some(cg) = &cgroup {
         // A frozen cgroup's processes cannot die: thaw first.
         if r.status == Status::Paused {
@@ -69,17 +73,22 @@ pub fn destroy(c: &Container, poststop: bool) {
             }
         }
     }
+    trace::phase("process killed");
     wait_gone(r.pid, r.pid_start_time);
+    trace::phase("process gone (reaped)");
     if let Some(cg) = &cgroup {
         if let Err(e) = remove_cgroup(cg) {
             tracing::warn!("{e:#}");
         }
     }
+    trace::phase("cgroup removed");
     if let Err(e) = c.remove_dir() {
         tracing::warn!("{e:#}");
     }
+    trace::phase("state directory removed");
     if let Some(spec) = spec {
         hooks::run_all_warn(&spec, Kind::Poststop, &r.state_json(Status::Stopped));
+        trace::phase("poststop hooks run");
     }
 }
 

@@ -10,6 +10,7 @@ use nix::sys::signal::SigSet;
 use crate::cli::{Global, RunArgs};
 use crate::linux::console;
 use crate::terminal;
+use crate::trace;
 
 /// Runs the container; returns its exit code.
 pub fn run(g: &Global, args: &RunArgs) -> Result<i32> {
@@ -52,8 +53,10 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32> {
     let id = c.record.id.clone();
     drop(c);
     let code = terminal::wait(pid, &set, pty)?;
+    trace::phase("container's process exited (waited for)");
     if !args.keep {
         let c = crate::container::Container::load(&g.root, &id)?;
+        trace::phase("state.json loaded");
         super::delete::destroy(&c, true);
     }
     let _ = set.thread_unblock();

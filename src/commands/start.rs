@@ -14,9 +14,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use crate::cli::Global;
 use crate::container::{self, Container, Status};
 use crate::hooks::{self, Kind};
+use crate::trace;
 
 pub fn run(g: &Global, id: &str) -> Result<()> {
     let mut c = Container::load(&g.root, id)?;
+    trace::phase("state.json loaded");
     start(&mut c)
 }
 
@@ -32,13 +34,16 @@ pub fn start(c: &mut Container) -> Result<()> {
         );
     }
     let spec = c.spec()?;
+    trace::phase("status read (/proc), config copy loaded");
     let fifo = c.exec_fifo();
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&fifo)
         .with_context(|| format!("open {}", fifo.display()))?;
+    trace::phase("exec fifo opened");
     released(c, &f)?;
+    trace::phase("init released (its byte read from the fifo)");
     tracing::debug!(
         "start {}: init released from the exec fifo (startContainer hooks, then execve)",
         c.record.id
@@ -47,6 +52,7 @@ pub fn start(c: &mut Container) -> Result<()> {
         super::delete::destroy(c, true);
         return Err(e);
     }
+    trace::phase("program executed (the fifo closed at the init's execve)");
     match std::fs::remove_file(&fifo) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(e).with_context(|| format!("remove {}", fifo.display()))
@@ -57,11 +63,13 @@ pub fn start(c: &mut Container) -> Result<()> {
     // Not saved: "running" is read from the live process and the fifo's absence
     // (Container::status), and each save is two metadata writes on the state's disk.
     c.record.status = Status::Running;
+    trace::phase("exec fifo removed (running)");
     let state = c.record.state_json(Status::Running);
     if let Err(e) = hooks::run_all(&spec, Kind::Poststart, &state, None) {
         super::delete::destroy(c, true);
         return Err(e);
     }
+    trace::phase("poststart hooks run");
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use super::sync::{Channel, Msg};
 use crate::linux::procfs::ProcFs;
 use crate::linux::seccomp::{self, SeccompPlan};
 use crate::linux::{capabilities, exec, fds, lsm, rlimits, sched, user};
+use crate::trace;
 
 /// Set up and ready for execve: only the last seccomp filter is still to go in.
 pub struct Ready<'a> {
@@ -51,6 +52,7 @@ pub fn prepare<'a>(
     if let Some(cpus) = &plan.affinity {
         sched::apply_affinity(cpus)?;
     }
+    trace::phase("oom score, rlimits, scheduling");
 
     // Environment and program, resolved in the container's root.
     let mut env = plan.env.clone();
@@ -63,6 +65,7 @@ pub fn prepare<'a>(
         Err(e) if !defer_missing_program => return Err(e),
         p => p,
     };
+    trace::phase("HOME, cwd entered and checked, program found");
 
     // When the seccomp filter goes in (runc's order). Without no_new_privs the kernel wants
     // CAP_SYS_ADMIN for it, so it goes in before the switch of user; with a notify listener,
@@ -86,24 +89,31 @@ pub fn prepare<'a>(
     )?;
 
     // Identity and privileges: bounding set while still root, then user, then the other sets.
+    trace::phase("LSM labels");
     capabilities::apply_bounding(&plan.caps)?;
+    trace::phase("capability bounding set");
     if let Some(p) = early {
         install_seccomp(p, chan)?;
+        trace::phase("seccomp filter installed (before the user switch)");
     }
     user::keep_caps(true)?;
     user::switch(&plan.user, setgroups_allowed)?;
     user::keep_caps(false)?;
+    trace::phase("user and groups switched");
     capabilities::apply_sets(&plan.caps)?;
     user::set_umask(&plan.user);
     if nnp {
         nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
     }
+    trace::phase("capabilities, umask, no_new_privs");
     if let Some(p) = before_ready {
         install_seccomp(p, chan)?;
+        trace::phase("seccomp filter installed (notify)");
     }
 
     // Nothing of the caller's reaches the program but stdio and the preserved fds.
     fds::cloexec_from(3 + preserve_fds);
+    trace::phase("fds close-on-exec");
     Ok(Ready {
         program,
         last_seccomp: last,
@@ -126,6 +136,7 @@ impl Ready<'_> {
             if let Err(e) = seccomp::install(plan) {
                 return Failed::Setup(e);
             }
+            trace::phase("seccomp filter installed (last), execve next");
         }
         match self.program {
             Ok(program) => Failed::Program(program.exec()),

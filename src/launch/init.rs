@@ -18,7 +18,8 @@ use super::InitConfig;
 use crate::container::Status;
 use crate::hooks::{self, Kind};
 use crate::linux::procfs::ProcFs;
-use crate::linux::{console, fds, rootfs, sched, sysctl};
+use crate::linux::{console, fds, namespaces, rootfs, sched, sysctl};
+use crate::trace;
 
 /// The init's entry point; never returns.
 pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
@@ -67,16 +68,22 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     keep.extend(cfg.joins.iter().map(|(fd, _)| fd.as_raw_fd()));
     keep.extend(cfg.idmaps.iter().map(|(_, fd)| fd.as_raw_fd()));
     fds::close_all_except(&keep);
+    trace::phase("procfs handle opened, other fds closed");
 
     let spec = cfg.spec;
     let linux = spec.linux().as_ref();
 
     chan.expect(Msg::Proceed)?;
+    trace::phase("parent done with cgroup (Proceed)");
     for (fd, flag) in &cfg.joins {
         setns(fd, *flag).with_context(|| format!("setns {flag:?}"))?;
+        if trace::enabled() {
+            trace::phase(&format!("setns {}", namespaces::flag_names(*flag)));
+        }
     }
     if cfg.ns.unshare_user {
         unshare(CloneFlags::CLONE_NEWUSER).context("unshare user namespace")?;
+        trace::phase("unshare user");
         // Only for as long as a rootless parent writes the maps.
         if cfg.rootless {
             dumpable(true)?;
@@ -91,6 +98,10 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     if !cfg.ns.unshare_flags.is_empty() {
         unshare(cfg.ns.unshare_flags)
             .with_context(|| format!("unshare {:?}", cfg.ns.unshare_flags))?;
+        if trace::enabled() {
+            let ns = namespaces::flag_names(cfg.ns.unshare_flags);
+            trace::phase(&format!("unshare {ns}"));
+        }
     }
     if !cfg.container.time_offsets.is_empty() {
         proc.write("self/timens_offsets", &cfg.container.time_offsets)
@@ -98,6 +109,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     }
     if cfg.ns.fork_after {
         fork_into_namespaces(chan)?;
+        trace::phase("forked into the pid/time namespace");
     }
     if !cfg.no_new_keyring {
         join_session_keyring();
@@ -142,6 +154,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // The runtime's hooks see the mounts made; the old root is still reachable for theirs.
     chan.send(&Msg::RootfsReady)?;
     chan.expect(Msg::Go)?;
+    trace::phase("parent done with its hooks (Go)");
     let env = &cfg.process.env;
     // createContainer hooks start in the rootfs (runc's cwd for them; the spec leaves it open),
     // so a relative path in a hook names a file of the container.
@@ -157,10 +170,13 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
         &own_state(cfg, Status::Creating),
         Some(env),
     )?;
+    trace::phase("createContainer hooks run");
     if cfg.ns.has_mount_ns {
         rootfs::enter(&opts)?;
+        trace::phase("pivot_root, old root detached");
     } else {
         rootfs::chroot_only(&opts)?;
+        trace::phase("chroot");
     }
 
     // The terminal is opened inside the container's devpts.
@@ -174,11 +190,14 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
             cfg.process.user.uid(),
         )?;
         console::bind_dev_console(&slave)?;
+        trace::phase("console set up");
     }
     // Before readonlyPaths, which usually include /proc/sys.
     sysctl::apply(&proc, &cfg.container.sysctl)?;
+    trace::phase("sysctl written");
     if cfg.ns.has_mount_ns {
         rootfs::finish(spec, ro_later)?;
+        trace::phase("masked and read-only paths, root propagation");
     }
 
     if let Some(h) = spec.hostname() {
@@ -196,10 +215,12 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     if let Some(p) = cfg.container.personality {
         sched::apply_personality(p)?;
     }
+    trace::phase("hostname, domainname, personality");
 
     let mut ready = finalize::prepare(&cfg.process, &proc, chan, cfg.preserve_fds, true)?;
     chan.send(&Msg::Created)?;
     let start = wait_for_start(&proc, cfg.exec_fifo.as_raw_fd())?;
+    trace::phase("released from the exec fifo");
     // The runtime's /proc is a way out of the container (its fd/N, its pids' roots): closed
     // before anything the container controls is looked up again (hooks, execve, interpreters).
     drop(proc);
@@ -222,6 +243,7 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     if let Err(err) = hooks::run_all(spec, Kind::StartContainer, &own, Some(env)) {
         fail(err);
     }
+    trace::phase("startContainer hooks run");
     match ready.exec() {
         Failed::Setup(err) => fail(err),
         // A program that cannot run is the container's failure, not the runtime's (exit 127

@@ -81,6 +81,9 @@ fn clone_process(flags: CloneFlags) -> Result<i32> {
     if rc < 0 {
         return Err(std::io::Error::last_os_error()).context("clone the container's init");
     }
+    if rc == 0 {
+        crate::trace::in_child();
+    }
     Ok(rc as i32)
 }
 
@@ -121,6 +124,9 @@ fn clone_into_cgroup(flags: CloneFlags, cgroup: RawFd) -> Option<Result<i32>> {
             std::mem::size_of::<CloneArgs>(),
         )
     };
+    if rc == 0 {
+        crate::trace::in_child();
+    }
     if rc >= 0 {
         return Some(Ok(rc as i32));
     }
@@ -164,6 +170,10 @@ pub fn spawn_init(cfg: &InitConfig, parent: &mut dyn Handshake) -> Result<i32> {
         init::main(cfg, init_end);
     }
     drop(init_end);
+    if crate::trace::enabled() {
+        let ns = crate::linux::namespaces::flag_names(cfg.ns.clone_flags);
+        crate::trace::phase(&format!("init cloned (new namespaces: {ns})"));
+    }
     let mut pid = first;
     let result = drive(cfg, parent, &parent_end, first, in_cgroup, &mut pid);
     if result.is_err() {
@@ -194,6 +204,7 @@ fn drive(
         match msg {
             Some(Msg::WriteIdMaps) => {
                 crate::linux::userns::write_maps(cfg.spec, first)?;
+                crate::trace::phase("uid and gid maps written");
                 chan.send(&Msg::IdMapsWritten)?;
             }
             Some(Msg::Pid { pid: p }) => {
@@ -203,6 +214,7 @@ fn drive(
                     Ok(WaitStatus::Exited(_, 0)) => {}
                     other => bail!("container init: intermediate process ended badly: {other:?}"),
                 }
+                crate::trace::phase("intermediate process reaped");
             }
             Some(Msg::OpenMountSources) => send_mount_sources(cfg, chan, *pid)?,
             Some(Msg::RootfsReady) => {

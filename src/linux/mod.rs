@@ -18,6 +18,7 @@ pub mod rlimits;
 pub mod rootfs;
 pub mod sched;
 pub mod seccomp;
+pub mod shared;
 pub mod sysctl;
 pub mod user;
 pub mod userns;

@@ -195,6 +195,20 @@ pub fn proc_name(typ: LinuxNamespaceType) -> &'static str {
     }
 }
 
+/// The /proc/PID/ns/ names of the namespaces in `flags`, space-separated (for --trace). Pure.
+pub fn flag_names(flags: CloneFlags) -> String {
+    use LinuxNamespaceType::*;
+    let names: Vec<&str> = [User, Mount, Uts, Ipc, Network, Pid, Cgroup, Time]
+        .into_iter()
+        .filter(|&t| flags.contains(clone_flag(t)))
+        .map(proc_name)
+        .collect();
+    if names.is_empty() {
+        return "none".to_string();
+    }
+    names.join(" ")
+}
+
 /// The namespaces a process exec'd into the container joins: every one the container has
 /// (new or joined by its init), the user namespace first. Pure.
 pub fn exec_joins(linux: Option<&Linux>) -> Vec<LinuxNamespaceType> {
@@ -240,6 +254,14 @@ pub fn open_of_process(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn flag_names_for_the_trace() {
+        use nix::sched::CloneFlags as F;
+        let f = F::CLONE_NEWNS | F::CLONE_NEWPID | F::CLONE_NEWNET;
+        assert_eq!(super::flag_names(f), "mnt net pid");
+        assert_eq!(super::flag_names(F::empty()), "none");
+    }
+
     use super::*;
     use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder};
 

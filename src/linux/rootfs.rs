@@ -122,6 +122,7 @@ pub fn prepare<'p>(
     )
     .with_context(|| format!("bind rootfs {}", opts.rootfs.display()))?;
     let root = open_dir(opts.rootfs)?;
+    crate::trace::phase("root propagation set, rootfs bound");
     let mut ro_later = Vec::new();
     for m in plans {
         if m.fstype == "cgroup" && !m.is_bind {
@@ -141,6 +142,9 @@ pub fn prepare<'p>(
                 ro_later.push((m, top));
             }
         }
+        if crate::trace::enabled() {
+            crate::trace::phase(&format!("mount {}", m.destination.display()));
+        }
     }
     let dev_is_bound = plans
         .iter()
@@ -149,6 +153,7 @@ pub fn prepare<'p>(
         super::devices::populate_default(&root, opts.in_userns)?;
     }
     super::devices::create_configured(&root, nodes, opts.in_userns)?;
+    crate::trace::phase("devices made in /dev");
     Ok(ro_later)
 }
 

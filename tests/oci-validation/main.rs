@@ -16,3 +16,4 @@ mod rootless;
 mod runc_compat;
 mod seccomp;
 mod security_host;
+mod trace;

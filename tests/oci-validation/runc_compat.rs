@@ -306,7 +306,7 @@ fn debug_says_what_hako_does() {
         "level=debug msg=\"plan: namespaces: clone",
         "plan: mounts [/proc, /dev,",
         "plan: capabilities: bounding [",
-        "level=debug msg=\"init in its namespaces\"",
+        "level=debug msg=\"cgroup made, joined by the init (v1 tasks) or cloned into (cgroup2)\"",
         "process executed",
         "delete ",
     ] {
