@@ -35,6 +35,10 @@ hako=$PWD/target/$triple/release/hako
 runs=${RUNS:-50} par_runs=${PAR_RUNS:-10} rss_runs=${RSS_RUNS:-20}
 rows=${ROWS:-run cycle rss par32 exec}
 work=$(mktemp -d /tmp/hako-bench.XXXXXX)
+# State directories and the bundle on a tmpfs, for every runtime alike: /run (runc's and hako's
+# default root, containerd's bundles) is a tmpfs on the hosts they serve; on a machine where it
+# is on the root disk, each state write is a journaled metadata update of 0.5-1.5 ms.
+mount -t tmpfs -o mode=0700 hako-bench "$work"
 cc -O2 -o "$work/floor" hack/floor.c
 
 # name=binary for every runtime measured; runc is the reference of the ratios.
@@ -52,6 +56,7 @@ cleanup() {
     done
   done
   rmdir /sys/fs/cgroup/*/hako-bench-floor 2>/dev/null || true
+  umount "$work" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
