@@ -50,6 +50,7 @@ done
 [ -z "${BASELINE:-}" ] || others+=("baseline=$BASELINE")
 
 cleanup() {
+  cd /
   for rt in "${runtimes[@]}"; do
     for id in b "e-${rt%%=*}" probe $(seq -f 'p%g' 32); do
       "${rt#*=}" --root "$work/${rt%%=*}" delete -f "$id" >/dev/null 2>&1 || true
