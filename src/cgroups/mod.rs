@@ -142,6 +142,14 @@ fn clean(path: &Path) -> PathBuf {
 
 /// The cgroups below `dir`, deepest first (a cgroup directory's only subdirectories are
 /// cgroups; cgroupfs has no symlinks).
+/// Whether `dir` is gone after one rmdir (removed now, or already).
+fn try_rmdir(dir: &Path) -> bool {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 fn remove_children(dir: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -656,10 +664,17 @@ impl Cgroup {
     }
 
     pub fn remove(&self) -> Result<()> {
+        let dirs = self.v1_dirs();
+        // The usual case, a container that has exited: every directory is empty and one rmdir
+        // each removes it (no listing, no cgroup.procs read: about 70 syscalls fewer).
+        // A busy one (processes left, or cgroups below it) takes the full way below.
+        if !dirs.is_empty() && dirs.iter().all(|d| try_rmdir(d)) {
+            return Ok(());
+        }
         // Cgroups the container made inside its own (through a writable cgroup mount) go
         // first: rmdir does not remove a cgroup with children. (create refused a cgroup that
         // had any, so these are the container's.)
-        for dir in self.v1_dirs() {
+        for dir in dirs {
             remove_children(&dir)?;
         }
         if self.v1_fast() {

@@ -312,13 +312,18 @@ impl Handshake for Parent<'_> {
             cgroup.add_task(pid)?;
             trace::phase("init moved into its cgroup by the parent");
         }
-        // Even without linux.resources the device rules apply (deny all but the defaults).
-        cgroup.apply(&linux_resources(self.spec))?;
-        trace::phase("cgroup resources applied (device rules, limits)");
         Ok(())
     }
 
     fn proceeding(&mut self, pid: i32) -> Result<()> {
+        // The limits and device rules are written while the init makes its mounts (on another
+        // core), not before it may start them: nothing the container controls runs before
+        // `rootfs_ready` (the hooks) and `Go`, and runc too sets them after the rootfs is made.
+        // Even without linux.resources the device rules apply (deny all but the defaults).
+        if let Some(cgroup) = self.cgroup {
+            cgroup.apply(&linux_resources(self.spec))?;
+            trace::phase("cgroup resources applied (device rules, limits)");
+        }
         // Recorded while the init works (a save is ~1 ms of journaled writes on a disk-backed
         // root), so that `delete --force` finds it after a crash: until `created` the init
         // cannot outlive hako (it ends at its next message on the channel when hako is gone),

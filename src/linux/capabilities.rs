@@ -64,13 +64,35 @@ fn unraisable_ambient(p: &CapsPlan) -> Vec<Capability> {
     out
 }
 
+/// The capabilities this kernel knows and the caller's bounding set, from one probe of each
+/// capability (PR_CAPBSET_READ: 1 in the set, 0 not, EINVAL unknown to this kernel), made once
+/// per process: the init, a clone of the parent, inherits the answer instead of probing again
+/// on its way to execve. hako reads both before it drops anything from its bounding set.
+fn probed() -> &'static (CapsHashSet, CapsHashSet) {
+    static ONCE: std::sync::OnceLock<(CapsHashSet, CapsHashSet)> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let (mut supported, mut bounding) = (CapsHashSet::new(), CapsHashSet::new());
+        for cap in caps::all() {
+            // SAFETY: PR_CAPBSET_READ takes a capability number and reads nothing else.
+            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap.index() as libc::c_ulong) };
+            if rc >= 0 {
+                supported.insert(cap);
+            }
+            if rc == 1 {
+                bounding.insert(cap);
+            }
+        }
+        (supported, bounding)
+    })
+}
+
 pub fn supported() -> CapsHashSet {
-    caps::runtime::thread_all_supported()
+    probed().0.clone()
 }
 
 /// The caller's own bounding set: no process it starts can hold more.
 pub fn own_bounding() -> Result<CapsHashSet> {
-    caps::read(None, CapSet::Bounding).context("read the bounding set")
+    Ok(probed().1.clone())
 }
 
 /// Every capability the config asks for must be in `available` (the caller's bounding set);

@@ -364,7 +364,12 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
         | MsFlags::MS_NOEXEC;
     // One hierarchy, at the destination itself (unified), or one each under a tmpfs (v1).
     let unified_only = hierarchies.iter().all(|h| h.fstype == "cgroup2");
-    if !unified_only {
+    // The tmpfs's root, opened once: it is new and nothing but this process has written to
+    // it, so each hierarchy's directory is made and opened right under it (no lookup through
+    // the rootfs, about 25 syscalls fewer per hierarchy).
+    let top = if unified_only {
+        None
+    } else {
         let dest = mounts::create_destination(root, &rel, false)
             .with_context(|| format!("{field}.destination"))?;
         mount(
@@ -375,16 +380,24 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
             Some("mode=755"),
         )
         .with_context(|| format!("{field}: tmpfs for cgroup hierarchies"))?;
-    }
+        Some(mounts::open_in_root(root, &rel).with_context(|| format!("{field}.destination"))?)
+    };
     for h in &hierarchies {
         let name = match h.mount_point.strip_prefix(base) {
             Ok(_) if unified_only => PathBuf::new(),
             Ok(name) if !name.as_os_str().is_empty() => name.to_path_buf(),
             _ => continue,
         };
+        let in_tmpfs = top.as_ref().filter(|_| is_one_component(&name));
         let dest_rel = rel.join(&name);
+        let open_dest = |create: bool| -> Result<OwnedFd> {
+            match in_tmpfs {
+                Some(top) => open_under(top, &name, create),
+                None => mounts::create_destination(root, &dest_rel, false),
+            }
+        };
         if opts.has_cgroup_ns {
-            let sub = mounts::create_destination(root, &dest_rel, false)?;
+            let sub = open_dest(true)?;
             let data = (!h.super_options.is_empty()).then_some(h.super_options.as_str());
             mount(
                 Some("cgroup"),
@@ -395,15 +408,29 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
             )
             .with_context(|| format!("{field}: mount {} {}", h.fstype, name.display()))?;
         } else if let Some(path) = own_cgroup_in(&own, h) {
-            // Without a cgroup namespace: the container's own cgroup, bound from the host.
+            // Without a cgroup namespace: the container's own cgroup, bound from the host, then
+            // remounted through a fresh fd (the first one names the directory under the bind).
             let src = h.mount_point.join(path.strip_prefix("/").unwrap_or(&path));
             let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro;
-            bind_then_remount(root, &src, &dest_rel, remount)
-                .with_context(|| format!("{field}: bind {}", src.display()))?;
+            let bound = open_dest(true).and_then(|dest| {
+                mount(
+                    Some(&src),
+                    &mounts::fd_path(&dest),
+                    none(),
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    none(),
+                )?;
+                let bound = match in_tmpfs {
+                    Some(top) => open_under(top, &name, false)?,
+                    None => mounts::open_in_root(root, &dest_rel)?,
+                };
+                mount(none(), &mounts::fd_path(&bound), none(), remount, none())?;
+                Ok(())
+            });
+            bound.with_context(|| format!("{field}: bind {}", src.display()))?;
         }
     }
-    if !ro.is_empty() && !unified_only {
-        let top = mounts::open_in_root(root, &rel)?;
+    if let Some(top) = top.filter(|_| !ro.is_empty()) {
         let flags = MsFlags::MS_REMOUNT | flags | ro;
         mount(
             none(),
@@ -415,6 +442,32 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
         .with_context(|| format!("{field}: remount read-only"))?;
     }
     Ok(())
+}
+
+fn is_one_component(name: &Path) -> bool {
+    let mut c = name.components();
+    matches!(c.next(), Some(std::path::Component::Normal(_))) && c.next().is_none()
+}
+
+/// Opens (making it first when `create`) the directory `name` right under `dir`, never
+/// following a symlink; a mount on it is crossed, so after a bind this is the bound root.
+fn open_under(dir: &OwnedFd, name: &Path, create: bool) -> Result<OwnedFd> {
+    if create {
+        match nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755))
+        {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e).with_context(|| format!("mkdir {}", name.display())),
+        }
+    }
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("open {}", name.display()))?;
+    // SAFETY: fresh fd from openat(2), owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// This process's cgroup in hierarchy `h`.
@@ -430,22 +483,6 @@ fn own_cgroup_in(own: &[CgroupLine], h: &Mount) -> Option<PathBuf> {
             }
         })
         .map(|l| l.path.clone())
-}
-
-/// Binds `src` (recursively) at `dest_rel` inside the root, then remounts it with `remount`
-/// (through a fresh fd: the first one names the directory under the new mount).
-fn bind_then_remount(root: &OwnedFd, src: &Path, dest_rel: &Path, remount: MsFlags) -> Result<()> {
-    let dest = mounts::create_destination(root, dest_rel, false)?;
-    mount(
-        Some(src),
-        &mounts::fd_path(&dest),
-        none(),
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        none(),
-    )?;
-    let top = mounts::open_in_root(root, dest_rel)?;
-    mount(none(), &mounts::fd_path(&top), none(), remount, none())?;
-    Ok(())
 }
 
 #[cfg(test)]

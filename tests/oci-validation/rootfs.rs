@@ -219,6 +219,42 @@ fn cgroup_mount_shows_the_containers_own_cgroup_read_only() {
     assert_eq!(stdout(&out), "67108864\n2\nread-only\n", "{}", stderr(&out));
 }
 
+/// With a cgroup namespace each v1 hierarchy is a fresh cgroup mount under the tmpfs, rooted at
+/// the container's own cgroup: its limit is at the top, and every hierarchy the host has is there.
+#[test]
+fn cgroup_mount_in_a_cgroup_namespace_is_rooted_at_the_containers_cgroup() {
+    let env = Env::new();
+    // The host's hierarchies: cgroup mounts right under /sys/fs/cgroup.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let host: Vec<&str> = mountinfo
+        .lines()
+        .filter(|l| l.contains(" - cgroup"))
+        .filter_map(|l| l.split(' ').nth(4)?.strip_prefix("/sys/fs/cgroup/"))
+        .filter(|name| !name.contains('/'))
+        .collect();
+    if !host.contains(&"memory") {
+        eprintln!("skipped: no v1 memory hierarchy on this host");
+        return;
+    }
+    let out = env.run_sh(
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; grep -c '^[0-9]*:memory:/$' /proc/self/cgroup; \
+         ls /sys/fs/cgroup | wc -l",
+        |c| {
+            c["linux"]["resources"]["memory"] = json!({"limit": 33554432});
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "cgroup"}));
+        },
+    );
+    assert_eq!(
+        stdout(&out),
+        format!("33554432\n1\n{}\n", host.len()),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A read-only tmpfs at /dev (runc's "ro /dev" test): /dev/pts, /dev/shm, the device nodes and
 /// the console are made inside it first, then it is read-only.
 #[test]
