@@ -11,29 +11,13 @@ use oci_spec::runtime::LinuxResources;
 use super::extra::Write;
 use super::host::{Host, CGROUP_ROOT};
 
-/// The v1 controllers libcgroups' v1 manager puts a process in (every one mounted).
-const V1_CONTROLLERS: &[&str] = &[
-    "cpu",
-    "cpuacct",
-    "cpuset",
-    "devices",
-    "hugetlb",
-    "memory",
-    "pids",
-    "perf_event",
-    "blkio",
-    "net_prio",
-    "net_cls",
-    "freezer",
-];
-
 /// The directories the container's cgroup at `path` would have on this host.
 pub fn dirs(host: &Host, path: &Path) -> Vec<PathBuf> {
     let rel = path.strip_prefix("/").unwrap_or(path);
     let mut dirs: Vec<PathBuf> = if host.unified {
         vec![Path::new(CGROUP_ROOT).join(rel)]
     } else {
-        V1_CONTROLLERS
+        super::v1::CONTROLLERS
             .iter()
             .filter_map(|c| host.dir(c, path))
             .collect()

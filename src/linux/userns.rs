@@ -67,26 +67,35 @@ pub fn plan(maps: &[LinuxIdMapping], own: u32, root: bool, gid: bool) -> Writer 
     }
 }
 
-/// Writes the spec's uid and gid maps for the new user namespace of `pid`.
-pub fn write_maps(spec: &Spec, pid: i32) -> Result<()> {
+/// The uid map, then the gid map: its file under /proc/PID, its config field, the map and how
+/// it is written.
+fn planned(spec: &Spec) -> Vec<(&'static str, &'static str, &[LinuxIdMapping], Writer)> {
     let Some(linux) = spec.linux() else {
-        return Ok(());
+        return Vec::new();
     };
     let root = nix::unistd::geteuid().is_root();
     let own = [
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
     ];
-    for (i, (file, maps, field)) in [
-        ("uid_map", linux.uid_mappings(), "linux.uidMappings"),
-        ("gid_map", linux.gid_mappings(), "linux.gidMappings"),
+    [
+        ("uid_map", "linux.uidMappings", linux.uid_mappings()),
+        ("gid_map", "linux.gidMappings", linux.gid_mappings()),
     ]
     .into_iter()
     .enumerate()
-    {
+    .map(|(i, (file, field, maps))| {
         let maps = maps.as_deref().unwrap_or_default();
+        (file, field, maps, plan(maps, own[i], root, i == 1))
+    })
+    .collect()
+}
+
+/// Writes the spec's uid and gid maps for the new user namespace of `pid`.
+pub fn write_maps(spec: &Spec, pid: i32) -> Result<()> {
+    for (file, field, maps, writer) in planned(spec) {
         let field = format!("config.json: {field}");
-        match plan(maps, own[i], root, i == 1) {
+        match writer {
             Writer::None => {}
             Writer::Direct { deny_setgroups } => {
                 if deny_setgroups {
@@ -106,23 +115,8 @@ pub fn write_maps(spec: &Spec, pid: i32) -> Result<()> {
 
 /// Before anything is made: the helpers the maps need are there.
 pub fn check_helpers(spec: &Spec) -> Result<()> {
-    let Some(linux) = spec.linux() else {
-        return Ok(());
-    };
-    let root = nix::unistd::geteuid().is_root();
-    let own = [
-        nix::unistd::geteuid().as_raw(),
-        nix::unistd::getegid().as_raw(),
-    ];
-    for (i, (maps, field)) in [
-        (linux.uid_mappings(), "linux.uidMappings"),
-        (linux.gid_mappings(), "linux.gidMappings"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let maps = maps.as_deref().unwrap_or_default();
-        if let Writer::Helper { program, .. } = plan(maps, own[i], root, i == 1) {
+    for (_, field, _, writer) in planned(spec) {
+        if let Writer::Helper { program, .. } = writer {
             let path = std::env::var_os("PATH").unwrap_or_default();
             if !std::env::split_paths(&path).any(|d| d.join(program).is_file()) {
                 bail!("{}", missing(&format!("config.json: {field}"), program));

@@ -89,7 +89,8 @@ fn non_root_user_keeps_its_capabilities() {
     assert_eq!(
         stdout(&out),
         "0000000000000020 0000000000000020 ",
-        "{}",
+        "{:?}: {}",
+        out.status,
         stderr(&out)
     );
 }
