@@ -210,6 +210,28 @@ check "relative cgroupsPath: under hako's own cgroup's parent (/ here)" 9 "$(val
 hako kill rel KILL
 wait_for is_status rel stopped
 hako delete rel
+# A container given a writable cgroup2 mount makes cgroups inside its own: delete removes them
+# (rmdir alone refuses a cgroup with children, which stayed on the host), and create refuses a
+# cgroup that already has one below it (delete would remove another's).
+bundle mk '["sh","-c","mkdir /sys/fs/cgroup/made /sys/fs/cgroup/made/deeper; exec sleep 1000"]' \
+  '{}' /hako-vm/mk
+sed -i 's|"mounts":\[|"mounts":[{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["rw","nosuid","nodev","noexec"]},|' \
+  /tmp/b/mk/config.json
+runbg mk
+wait_for test -d $CG/hako-vm/mk/made/deeper
+check "a container makes cgroups inside its own" yes \
+  "$(test -d $CG/hako-vm/mk/made/deeper && echo yes)"
+hako kill mk KILL
+wait_for is_status mk stopped
+hako delete mk
+check "delete removes the cgroups the container made inside its own" gone \
+  "$(test -e $CG/hako-vm/mk || echo gone)"
+mkdir -p $CG/hako-vm/busy/other
+bundle busy '["true"]' '{}' /hako-vm/busy
+has "create refuses a cgroup with a cgroup below it" "has a cgroup below it" "$(run busy)"
+check "... and leaves it as it was" yes "$(test -d $CG/hako-vm/busy/other && echo yes)"
+hako delete busy >/dev/null 2>&1
+rmdir $CG/hako-vm/busy/other $CG/hako-vm/busy
 rmdir $CG/hako-vm/a/b $CG/hako-vm/a $CG/hako-vm/born $CG/hako-vm $CG/rel-hako 2>/dev/null
 
 section "rootless, delegated subtree"

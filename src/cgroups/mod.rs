@@ -368,7 +368,7 @@ impl Cgroup {
                 .flatten()
                 .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         };
-        if let Some(child) = self.v1_dirs().iter().find_map(below) {
+        if let Some(child) = self.own_dirs().iter().find_map(below) {
             bail!(
                 "cgroup {}: has a cgroup below it ({}): choose another linux.cgroupsPath",
                 self.path.display(),
@@ -418,15 +418,20 @@ impl Cgroup {
         }
     }
 
-    /// The container's directories on a v1 host: one per hierarchy, and the hybrid cgroup2 one.
-    fn v1_dirs(&self) -> std::collections::BTreeSet<PathBuf> {
-        match self.v1_fast() {
-            true => (self.host.roots.keys())
-                .filter_map(|c| self.dir(c))
-                .chain(self.hybrid_unified_dir())
-                .collect(),
-            false => Default::default(),
+    /// The container's directories with the cgroupfs driver: one per v1 hierarchy and the
+    /// hybrid cgroup2 one, or the one of cgroup v2. None with systemd, which makes and removes
+    /// the scope's.
+    fn own_dirs(&self) -> std::collections::BTreeSet<PathBuf> {
+        if self.systemd {
+            return Default::default();
         }
+        if self.host.unified {
+            return self.dir("pids").into_iter().collect();
+        }
+        (self.host.roots.keys())
+            .filter_map(|c| self.dir(c))
+            .chain(self.hybrid_unified_dir())
+            .collect()
     }
 
     /// The container's cgroup2 directory on a hybrid host (hybrid.rs). Not rootless: that
@@ -664,7 +669,7 @@ impl Cgroup {
     }
 
     pub fn remove(&self) -> Result<()> {
-        let dirs = self.v1_dirs();
+        let dirs = self.own_dirs();
         // The usual case, a container that has exited: every directory is empty and one rmdir
         // each removes it (no listing, no cgroup.procs read: about 70 syscalls fewer).
         // A busy one (processes left, or cgroups below it) takes the full way below.
