@@ -146,6 +146,10 @@ pub fn validate_id(id: &str) -> Result<()> {
 
 fn lock_dir(dir: &Path) -> Result<Flock<File>> {
     let f = File::open(dir).with_context(|| format!("{}", dir.display()))?;
+    lock(f, dir)
+}
+
+fn lock(f: File, dir: &Path) -> Result<Flock<File>> {
     Flock::lock(f, FlockArg::LockExclusive)
         .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", dir.display()))
 }
@@ -181,13 +185,28 @@ impl Container {
         Ok(c)
     }
 
-    /// Opens an existing container, holding its lock.
+    /// Opens an existing container, holding its lock; the record is read once, under it.
     pub fn load(root: &Path, id: &str) -> Result<Container> {
-        let mut c = Self::read(root, id)?;
-        c._lock = Some(lock_dir(&c.dir)?);
-        // Re-read under the lock: another hako may have changed it meanwhile.
-        c.record = read_record(&c.dir, id)?;
-        Ok(c)
+        validate_id(id)?;
+        let dir = root.join(id);
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&dir);
+        let f = match opened {
+            Ok(f) => f,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                bail!("container {id:?} does not exist")
+            }
+            Err(e) => return Err(e).with_context(|| format!("{}", dir.display())),
+        };
+        let lock = lock(f, &dir)?;
+        let record = read_record(&dir, id)?;
+        Ok(Container {
+            dir,
+            record,
+            _lock: Some(lock),
+        })
     }
 
     /// Opens an existing container without locking (for state, list).

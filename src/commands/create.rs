@@ -22,9 +22,17 @@ pub fn run(g: &Global, args: &CreateArgs) -> Result<()> {
     create(g, args, None).map(drop)
 }
 
+/// A container just created, with what `run` goes on using rather than read again: the spec
+/// its config copy holds and its cgroup.
+pub struct Created {
+    pub c: Container,
+    pub spec: oci_spec::runtime::Spec,
+    pub cgroup: Option<Cgroup>,
+}
+
 /// Creates the container; on failure nothing is left behind. `own_console` is a connected
 /// socket to use instead of `--console-socket` (`run` relays the terminal itself).
-pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Result<Container> {
+pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Result<Created> {
     container::validate_id(&args.id)?;
     let listen_fds = listen_fds(
         std::env::var("LISTEN_FDS").ok(),
@@ -132,17 +140,21 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         console_socket,
         process,
         container,
-        cgroup,
         netdevs,
     };
-    let result = build(args, &b, &mut c, parts, &mut hooks_began);
+    let result = build(args, &b, &mut c, parts, cgroup.as_ref(), &mut hooks_began);
     if let Err(e) = result {
         // Once the runtime's hooks began, what they made is released by the poststop hooks
         // (runtime.md lifecycle: a failed hook continues at step 12, then 13).
-        super::delete::destroy(&c, hooks_began);
+        let spec = hooks_began.then_some(&b.spec);
+        super::delete::destroy_known(&c, spec, cgroup.as_ref());
         return Err(e);
     }
-    Ok(c)
+    Ok(Created {
+        c,
+        spec: b.spec,
+        cgroup,
+    })
 }
 
 /// `--debug`: what the init will be asked to do, decided before anything exists.
@@ -209,7 +221,6 @@ struct InitParts {
     console_socket: Option<OwnedFd>,
     process: ProcessPlan,
     container: ContainerPlan,
-    cgroup: Option<Cgroup>,
     netdevs: Vec<netdev::NetDevPlan>,
 }
 
@@ -218,6 +229,7 @@ fn build(
     b: &Bundle,
     c: &mut Container,
     parts: InitParts,
+    cgroup: Option<&Cgroup>,
     hooks_began: &mut bool,
 ) -> Result<()> {
     // Each change under the state directory is a journaled metadata write on a disk-backed
@@ -246,7 +258,6 @@ fn build(
     }
     container::mark_fifo_waiting(&fifo)?;
     trace::phase("config.json copied, exec fifo made");
-    let cgroup = parts.cgroup.as_ref();
     let join = match cgroup {
         Some(cg) => cg.prepare_join()?,
         None => cgroups::Join::default(),
@@ -282,8 +293,12 @@ fn build(
     *hooks_began = parent.hooks_began;
     let pid = pid?;
     trace::phase("init created, waiting on the exec fifo");
-    c.record.pid = pid;
-    c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
+    // The pid and its start time were read when the init was proceeding (or, for a grandchild
+    // pid 1, when its rootfs was ready): not read from /proc again.
+    if c.record.pid != pid || c.record.pid_start_time == 0 {
+        c.record.pid = pid;
+        c.record.pid_start_time = container::stat_of(pid).map(|s| s.0).unwrap_or(0);
+    }
     c.record.status = Status::Created;
     c.save()?;
     trace::phase("state.json written (created)");

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
 
 use crate::cgroups::Cgroup;
 use crate::cli::Global;
@@ -30,13 +31,27 @@ pub fn run(g: &Global, id: &str, force: bool) -> Result<()> {
             bail!("cannot delete container {id:?}: it is {status}, not stopped (--force kills it)")
         }
     }
-    destroy(&c, true);
+    // Read before the record goes: the poststop hooks run after it (config.md "Poststop").
+    let spec = c
+        .spec()
+        .map_err(|e| tracing::warn!("poststop hooks not run: {e:#}"))
+        .ok();
+    trace::phase("status read (/proc), config copy loaded for the poststop hooks");
+    destroy(&c, spec.as_ref());
     Ok(())
 }
 
+/// `destroy_known` with the container's cgroup opened from its record.
+pub fn destroy(c: &Container, poststop: Option<&Spec>) {
+    let cgroup = Cgroup::of(&c.record).ok().flatten();
+    trace::phase("cgroup opened");
+    destroy_known(c, poststop, cgroup.as_ref());
+}
+
 /// Undoes everything `create` made, in reverse; errors are logged, not returned, so that one
-/// stuck resource does not keep the others alive.
-pub fn destroy(c: &Container, poststop: bool) {
+/// stuck resource does not keep the others alive. `poststop`: the spec whose poststop hooks
+/// run at the end (None: none run); `cgroup`: the container's (None: it has none).
+pub fn destroy_known(c: &Container, poststop: Option<&Spec>, cgroup: Option<&Cgroup>) {
     let r = &c.record;
     tracing::debug!(
         "delete {}: kill pid {}, remove cgroup {}, then the state directory",
@@ -44,18 +59,7 @@ pub fn destroy(c: &Container, poststop: bool) {
         r.pid,
         r.cgroup_path.display()
     );
-    // Read before the record goes: the poststop hooks run after it (config.md "Poststop").
-    let spec = if poststop {
-        c.spec()
-            .map_err(|e| tracing::warn!("poststop hooks not run: {e:#}"))
-            .ok()
-    } else {
-        None
-    };
-    trace::phase("status read (/proc), config copy loaded for the poststop hooks");
-    let cgroup = Cgroup::of(r).ok().flatten();
-    trace::phase("cgroup opened");
-    if let Some(cg) = &cgroup {
+    if let Some(cg) = cgroup {
         // A frozen cgroup's processes cannot die: thaw first.
         if r.status == Status::Paused {
             let _ = cg.freeze(false);
@@ -67,7 +71,7 @@ pub fn destroy(c: &Container, poststop: bool) {
     // Without a pid namespace of its own, the container's other processes outlive its init:
     // killed frozen, like `kill --all`, so that a fork loop cannot outrun it.
     if !r.own_pid_ns {
-        if let Some(cg) = &cgroup {
+        if let Some(cg) = cgroup {
             if let Err(e) = super::kill::signal_all(cg, libc::SIGKILL, false) {
                 tracing::warn!("{e:#}");
             }
@@ -76,7 +80,7 @@ pub fn destroy(c: &Container, poststop: bool) {
     trace::phase("process killed");
     wait_gone(r.pid, r.pid_start_time);
     trace::phase("process gone (reaped)");
-    if let Some(cg) = &cgroup {
+    if let Some(cg) = cgroup {
         if let Err(e) = remove_cgroup(cg) {
             tracing::warn!("{e:#}");
         }
@@ -86,8 +90,8 @@ pub fn destroy(c: &Container, poststop: bool) {
         tracing::warn!("{e:#}");
     }
     trace::phase("state directory removed");
-    if let Some(spec) = spec {
-        hooks::run_all_warn(&spec, Kind::Poststop, &r.state_json(Status::Stopped));
+    if let Some(spec) = poststop {
+        hooks::run_all_warn(spec, Kind::Poststop, &r.state_json(Status::Stopped));
         trace::phase("poststop hooks run");
     }
 }

@@ -27,9 +27,12 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32> {
         Some((a, b)) => (Some(a), Some(OwnedFd::from(b))),
         None => (None, None),
     };
-    let mut c = super::create::create(g, &args.create, theirs)?;
-    let has_terminal = c
-        .spec()?
+    let super::create::Created {
+        mut c,
+        spec,
+        cgroup,
+    } = super::create::create(g, &args.create, theirs)?;
+    let has_terminal = spec
         .process()
         .as_ref()
         .and_then(|p| p.terminal())
@@ -38,17 +41,17 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32> {
         Some(sock) if has_terminal => Some(console::recv_fd(sock.as_raw_fd())?),
         _ => None,
     };
-    if let Err(e) = super::start::start(&mut c) {
+    if let Err(e) = super::start::start(&mut c, &spec, cgroup.as_ref()) {
         // A failed hook has destroyed it already; an init that died before start has not.
         if c.dir.exists() {
-            super::delete::destroy(&c, true);
+            super::delete::destroy_known(&c, Some(&spec), cgroup.as_ref());
         }
         return Err(e);
     }
     if args.detach {
         return Ok(0);
     }
-    let pid = c.record.pid;
+    let (pid, start_time) = (c.record.pid, c.record.pid_start_time);
     // The lock is not held while waiting: `hako kill/state` of this container must work.
     let id = c.record.id.clone();
     drop(c);
@@ -57,7 +60,11 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32> {
     if !args.keep {
         let c = crate::container::Container::load(&g.root, &id)?;
         trace::phase("state.json loaded");
-        super::delete::destroy(&c, true);
+        // The spec and cgroup are still those of the record unless someone deleted the
+        // container meanwhile and made another with its id: that one is not ours to remove.
+        if (c.record.pid, c.record.pid_start_time) == (pid, start_time) {
+            super::delete::destroy_known(&c, Some(&spec), cgroup.as_ref());
+        }
     }
     let _ = set.thread_unblock();
     Ok(code)

@@ -11,6 +11,9 @@ use anyhow::{bail, Context, Result};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use oci_spec::runtime::Spec;
+
+use crate::cgroups::Cgroup;
 use crate::cli::Global;
 use crate::container::{self, Container, Status};
 use crate::hooks::{self, Kind};
@@ -19,13 +22,6 @@ use crate::trace;
 pub fn run(g: &Global, id: &str) -> Result<()> {
     let mut c = Container::load(&g.root, id)?;
     trace::phase("state.json loaded");
-    start(&mut c)
-}
-
-/// Starts the container. When a startContainer or poststart hook fails (or the program cannot be
-/// executed), the container is stopped and destroyed, poststop hooks included (runtime.md
-/// lifecycle steps 7 and 9 continue at step 12), and the error returned.
-pub fn start(c: &mut Container) -> Result<()> {
     let status = c.status();
     if status != Status::Created {
         bail!(
@@ -35,6 +31,15 @@ pub fn start(c: &mut Container) -> Result<()> {
     }
     let spec = c.spec()?;
     trace::phase("status read (/proc), config copy loaded");
+    start(&mut c, &spec, None)
+}
+
+/// Starts a container found `created` (by `run` from its own create, under the lock held since:
+/// an init that died meanwhile is seen by `released`). When a startContainer or poststart hook
+/// fails (or the program cannot be executed), the container is stopped and destroyed, poststop
+/// hooks included (runtime.md lifecycle steps 7 and 9 continue at step 12), and the error
+/// returned. `cgroup`: the container's, when already open.
+pub fn start(c: &mut Container, spec: &Spec, cgroup: Option<&Cgroup>) -> Result<()> {
     let fifo = c.exec_fifo();
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -49,7 +54,7 @@ pub fn start(c: &mut Container) -> Result<()> {
         c.record.id
     );
     if let Err(e) = executed(f) {
-        super::delete::destroy(c, true);
+        destroy(c, spec, cgroup);
         return Err(e);
     }
     trace::phase("program executed (the fifo closed at the init's execve)");
@@ -65,12 +70,19 @@ pub fn start(c: &mut Container) -> Result<()> {
     c.record.status = Status::Running;
     trace::phase("exec fifo removed (running)");
     let state = c.record.state_json(Status::Running);
-    if let Err(e) = hooks::run_all(&spec, Kind::Poststart, &state, None) {
-        super::delete::destroy(c, true);
+    if let Err(e) = hooks::run_all(spec, Kind::Poststart, &state, None) {
+        destroy(c, spec, cgroup);
         return Err(e);
     }
     trace::phase("poststart hooks run");
     Ok(())
+}
+
+fn destroy(c: &Container, spec: &Spec, cgroup: Option<&Cgroup>) {
+    match cgroup {
+        Some(cg) => super::delete::destroy_known(c, Some(spec), Some(cg)),
+        None => super::delete::destroy(c, Some(spec)),
+    }
 }
 
 /// Waits for the init's first byte: it has opened the fifo and goes on to startContainer hooks
