@@ -96,11 +96,10 @@ fn rel(path: &Path) -> PathBuf {
     super::mounts::relative(path)
 }
 
-fn make_node(root: &OwnedFd, node: &DeviceNode, in_userns: bool) -> Result<()> {
-    let rel = rel(&node.path);
-    let parent = rel.parent().unwrap_or(Path::new(""));
-    let dir = create_in_root(root, parent, false)?;
-    let name = rel.file_name().context("device path has no name")?;
+/// Makes `node` in `dir`, the directory its path names inside the root (opened by the caller:
+/// once for the default devices, which share /dev).
+fn make_node(dir: &OwnedFd, node: &DeviceNode, in_userns: bool) -> Result<()> {
+    let name = node.path.file_name().context("device path has no name")?;
     // Everything by fd, relative to `dir`: a symlink swapped in at `name` meanwhile (a /dev
     // shared with another writer) is neither followed nor changed (O_NOFOLLOW, then the node's
     // own fd for chmod/chown).
@@ -146,20 +145,36 @@ fn make_node(root: &OwnedFd, node: &DeviceNode, in_userns: bool) -> Result<()> {
     if st.st_mode & libc::S_IFMT != node.kind.bits() || rdev_differs {
         bail!("{}: replaced while it was made", node.path.display());
     }
-    // mknod applies the umask: set the mode exactly, on the node itself (its fd's magic link).
-    std::fs::set_permissions(fd_path(&fd), std::fs::Permissions::from_mode(node.mode))?;
-    nix::unistd::chown(&fd_path(&fd), Some(node.uid.into()), Some(node.gid.into()))
-        .with_context(|| format!("chown {}", node.path.display()))?;
+    // Mode and owner set exactly where mknod (under the caller's umask of 0, as root) did not
+    // already, on the node itself (its fd's magic link).
+    if st.st_mode & 0o7777 != node.mode & 0o7777 {
+        std::fs::set_permissions(fd_path(&fd), std::fs::Permissions::from_mode(node.mode))?;
+    }
+    if (st.st_uid, st.st_gid) != (node.uid, node.gid) {
+        nix::unistd::chown(&fd_path(&fd), Some(node.uid.into()), Some(node.gid.into()))
+            .with_context(|| format!("chown {}", node.path.display()))?;
+    }
     Ok(())
+}
+
+/// Runs `f` with the umask 0, so that nodes are made with their modes as given (the init is
+/// single-threaded: nothing else creates files meanwhile).
+fn without_umask<T>(f: impl FnOnce() -> T) -> T {
+    let old = nix::sys::stat::umask(Mode::empty());
+    let out = f();
+    nix::sys::stat::umask(old);
+    out
 }
 
 /// Default devices and links in the container's /dev.
 pub fn populate_default(root: &OwnedFd, in_userns: bool) -> Result<()> {
-    for node in default_nodes() {
-        make_node(root, &node, in_userns)
-            .with_context(|| format!("default device {}", node.path.display()))?;
-    }
     let dev = create_in_root(root, Path::new("dev"), false)?;
+    without_umask(|| {
+        default_nodes().iter().try_for_each(|node| {
+            make_node(&dev, node, in_userns)
+                .with_context(|| format!("default device {}", node.path.display()))
+        })
+    })?;
     for (link, target) in DEFAULT_LINKS {
         let at = fd_path(&dev).join(Path::new(link).file_name().unwrap_or_default());
         match std::os::unix::fs::symlink(target, &at) {
@@ -176,11 +191,19 @@ pub fn populate_default(root: &OwnedFd, in_userns: bool) -> Result<()> {
 
 /// `linux.devices` in the container.
 pub fn create_configured(root: &OwnedFd, nodes: &[DeviceNode], in_userns: bool) -> Result<()> {
-    for (i, node) in nodes.iter().enumerate() {
-        make_node(root, node, in_userns)
-            .with_context(|| format!("config.json: linux.devices[{i}]: {}", node.path.display()))?;
+    if nodes.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    without_umask(|| {
+        nodes.iter().enumerate().try_for_each(|(i, node)| {
+            let rel = rel(&node.path);
+            create_in_root(root, rel.parent().unwrap_or(Path::new("")), false)
+                .and_then(|dir| make_node(&dir, node, in_userns))
+                .with_context(|| {
+                    format!("config.json: linux.devices[{i}]: {}", node.path.display())
+                })
+        })
+    })
 }
 
 #[cfg(test)]

@@ -353,11 +353,15 @@ pub fn resolve_in_root(root: &OwnedFd, rel: &Path) -> Result<PathBuf> {
 /// empty file when `file` is true), never outside the root.
 pub fn create_in_root(root: &OwnedFd, rel: &Path, file: bool) -> Result<OwnedFd> {
     match open_in_root(root, rel) {
-        Ok(fd) => return Ok(fd),
-        Err(nix::errno::Errno::ENOENT) => {}
-        Err(e) => return Err(e.into()),
+        Ok(fd) => Ok(fd),
+        Err(nix::errno::Errno::ENOENT) => make_missing(root, &resolve_in_root(root, rel)?, file),
+        Err(e) => Err(e.into()),
     }
-    let resolved = resolve_in_root(root, rel)?;
+}
+
+/// Creates what is missing of `resolved` (a `resolve_in_root` result) and opens it; each
+/// component by fd from the root down, never following a symlink.
+fn make_missing(root: &OwnedFd, resolved: &Path, file: bool) -> Result<OwnedFd> {
     let comps: Vec<_> = resolved.components().collect();
     let mut parent = open_in_root(root, Path::new(""))?;
     for (i, c) in comps.iter().enumerate() {
@@ -550,11 +554,25 @@ pub fn check_not_inside_proc(resolved: &Path, on_procfs: bool) -> Result<()> {
 /// Opens (creating what is missing) a mount destination inside the root, refusing one inside
 /// a procfs.
 pub fn create_destination(root: &OwnedFd, rel: &Path, file: bool) -> Result<OwnedFd> {
-    let dest = create_in_root(root, rel, file)?;
-    check_not_inside_proc(
-        &resolve_in_root(root, rel)?,
-        super::procfs::is_procfs(&dest),
-    )?;
+    let resolved = resolve_in_root(root, rel)?;
+    destination(root, &resolved, open_in_root(root, rel), file)
+}
+
+/// `create_destination` given `rel` resolved and the result of opening it (one resolution
+/// and one open for the checks and the creation both: creating directories and empty files
+/// makes no symlink, so the resolution stays what it was).
+fn destination(
+    root: &OwnedFd,
+    resolved: &Path,
+    opened: nix::Result<OwnedFd>,
+    file: bool,
+) -> Result<OwnedFd> {
+    let dest = match opened {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => make_missing(root, resolved, file)?,
+        Err(e) => return Err(e.into()),
+    };
+    check_not_inside_proc(resolved, super::procfs::is_procfs(&dest))?;
     Ok(dest)
 }
 
@@ -577,10 +595,13 @@ pub fn apply(
     let src_is_file = match source_fd {
         Some(fd) => nix::sys::stat::fstat(fd.as_raw_fd())
             .is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR),
-        None => m
-            .source
-            .as_ref()
-            .is_some_and(|s| s.metadata().is_ok_and(|md| !md.is_dir())),
+        // Only a bind's source is a path; another's names a filesystem ("proc", "tmpfs").
+        None => {
+            m.is_bind
+                && m.source
+                    .as_ref()
+                    .is_some_and(|s| s.metadata().is_ok_and(|md| !md.is_dir()))
+        }
     };
     if m.is_bind && source_fd.is_none() {
         let src = m.source.as_ref().expect("bind has a source");
@@ -600,16 +621,16 @@ pub fn apply(
             .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     }
     let tmpfs = m.fstype == "tmpfs";
+    let opened = open_in_root(root, &rel);
     // The mode of a directory the tmpfs covers, before anything is created.
-    let covered = match tmpfs {
-        true => open_in_root(root, &rel)
-            .and_then(|fd| nix::sys::stat::fstat(fd.as_raw_fd()))
+    let covered = match (tmpfs, &opened) {
+        (true, Ok(fd)) => nix::sys::stat::fstat(fd.as_raw_fd())
             .ok()
             .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
             .map(|st| st.st_mode),
-        false => None,
+        _ => None,
     };
-    let dest = create_destination(root, &rel, src_is_file)
+    let dest = destination(root, &resolved, opened, src_is_file)
         .with_context(|| format!("{field}.destination: {}", m.destination.display()))?;
     let target = fd_path(&dest);
     let ctx = || format!("{field}: mount {} on {}", m.fstype, m.destination.display());
