@@ -166,9 +166,18 @@ impl Container {
     /// Makes `<root>/<id>/` (0700) and locks it; fails if the id is taken.
     pub fn reserve(root: &Path, record: Record) -> Result<Container> {
         validate_id(&record.id)?;
-        ensure_root(root)?;
         let dir = root.join(&record.id);
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        let mut made = fs::DirBuilder::new().mode(0o700).create(&dir);
+        // The root is made (or its error reported) only when the container's directory could
+        // not be made in it.
+        if made
+            .as_ref()
+            .is_err_and(|e| e.kind() != std::io::ErrorKind::AlreadyExists)
+        {
+            ensure_root(root)?;
+            made = fs::DirBuilder::new().mode(0o700).create(&dir);
+        }
+        match made {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 bail!("container {:?} already exists", record.id)
@@ -313,7 +322,12 @@ fn read_record(dir: &Path, id: &str) -> Result<Record> {
 
 /// Start time (field 22 of /proc/PID/stat) and whether the process is a zombie.
 pub fn stat_of(pid: i32) -> Option<(u64, bool)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // One read: the kernel makes the whole line at once (~300 bytes; fields past the 22nd are
+    // not needed), where read_to_string would stat and read it in growing pieces.
+    let mut buf = [0u8; 1024];
+    let n =
+        std::io::Read::read(&mut File::open(format!("/proc/{pid}/stat")).ok()?, &mut buf).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
     // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
     let rest = &text[text.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -38,7 +38,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         std::env::var("LISTEN_FDS").ok(),
         std::env::var("LISTEN_PID").ok(),
     );
-    let fds = passed_fds(args.preserve_fds, listen_fds, nr_open())?;
+    let fds = passed_fds(args.preserve_fds, listen_fds, nr_open)?;
     let b = bundle::load(&args.bundle)?;
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
@@ -439,8 +439,10 @@ fn listen_fds(fds: Option<String>, pid: Option<String>) -> u32 {
 
 /// The number of fds passed into the container: no fd can be numbered at or above fs.nr_open,
 /// so more is a mistake (and would size the init's list of fds to keep).
-pub(super) fn passed_fds(preserve: u32, listen: u32, nr_open: u32) -> Result<u32> {
+pub(super) fn passed_fds(preserve: u32, listen: u32, nr_open: impl Fn() -> u32) -> Result<u32> {
     let n = u64::from(preserve) + u64::from(listen);
+    // No fd to pass: no limit to read.
+    let nr_open = if n == 0 { u32::MAX } else { nr_open() };
     if 3 + n > u64::from(nr_open) {
         let with = match listen {
             0 => String::new(),
@@ -496,10 +498,11 @@ mod tests {
 
     #[test]
     fn passed_fds_bounded_by_nr_open() {
-        assert_eq!(passed_fds(2, 1, 1 << 20).unwrap(), 3);
-        assert_eq!(passed_fds(1024 - 3, 0, 1024).unwrap(), 1021);
-        assert!(passed_fds(1024 - 2, 0, 1024).is_err());
-        let err = passed_fds(u32::MAX, 1, 1 << 20).unwrap_err().to_string();
+        assert_eq!(passed_fds(2, 1, || 1 << 20).unwrap(), 3);
+        assert_eq!(passed_fds(1024 - 3, 0, || 1024).unwrap(), 1021);
+        assert!(passed_fds(1024 - 2, 0, || 1024).is_err());
+        assert_eq!(passed_fds(0, 0, || unreachable!()).unwrap(), 0);
+        let err = passed_fds(u32::MAX, 1, || 1 << 20).unwrap_err().to_string();
         assert!(err.starts_with("--preserve-fds 4294967295 "), "{err}");
     }
 

@@ -41,7 +41,7 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
         status => bail!("cannot exec in a {status} container {:?}", args.id),
     }
     // Sizes the child's list of fds to keep: bounded as for create.
-    let preserve_fds = super::create::passed_fds(args.preserve_fds, 0, super::create::nr_open())?;
+    let preserve_fds = super::create::passed_fds(args.preserve_fds, 0, super::create::nr_open)?;
     let mut spec = c.spec()?;
     let text = match &args.process {
         Some(path) => Some(
