@@ -67,6 +67,14 @@ pub struct Record {
     /// Whether the container has a pid namespace of its own (killing init then kills all).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// Whether config.json has hooks: without any, `start` and `delete` do not read the config
+    /// copy. Assumed for a record written before this field.
+    #[serde(default = "assumed")]
+    pub has_hooks: bool,
+}
+
+fn assumed() -> bool {
+    true
 }
 
 /// The public view printed by `hako state` and given to hooks.
@@ -265,6 +273,14 @@ impl Container {
         crate::bundle::parse_config(&text, &path.display().to_string())
     }
 
+    /// The spec, read only when it has hooks to run.
+    pub fn spec_for_hooks(&self) -> Result<Option<oci_spec::runtime::Spec>> {
+        match self.record.has_hooks {
+            true => self.spec().map(Some),
+            false => Ok(None),
+        }
+    }
+
     /// The status from the live process: a dead, zombie or reused pid means stopped.
     pub fn status(&self) -> Status {
         let r = &self.record;
@@ -286,6 +302,22 @@ impl Container {
 
     /// Removes `<root>/<id>/` and everything in it.
     pub fn remove_dir(&self) -> Result<()> {
+        // The files hako makes there, by name through the locked directory's fd, then the
+        // directory: no listing. Anything else left there (a crash's temporary file): the
+        // long way.
+        if let Some(dir) = &self._lock {
+            use std::os::fd::AsRawFd;
+            for name in [STATE_FILE, CONFIG_COPY, EXEC_FIFO] {
+                let _ = nix::unistd::unlinkat(
+                    Some(dir.as_raw_fd()),
+                    name,
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+            }
+            if fs::remove_dir(&self.dir).is_ok() {
+                return Ok(());
+            }
+        }
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -402,6 +434,21 @@ mod tests {
         for good in ["a", "abc-1_2.3+4", "0123456789abcdef"] {
             assert!(validate_id(good).is_ok(), "{good:?} rejected");
         }
+    }
+
+    #[test]
+    fn a_record_from_before_has_hooks_is_assumed_to_have_them() {
+        let old = r#"{"ociVersion":"1.3.0","id":"a","pid":1,"status":"created",
+            "bundle":"/b","rootfs":"/b/r","created":"t","owner":""}"#;
+        let r: Record = serde_json::from_str(old).unwrap();
+        assert!(r.has_hooks);
+        let none = serde_json::to_string(&Record {
+            has_hooks: false,
+            ..r
+        })
+        .unwrap();
+        let back: Record = serde_json::from_str(&none).unwrap();
+        assert!(!back.has_hooks);
     }
 
     #[test]

@@ -115,6 +115,7 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
         cgroup_path: cgroup_path.clone(),
         systemd_cgroup: g.systemd_cgroup,
         own_pid_ns: ns.has_pid_ns,
+        has_hooks: b.spec.hooks().is_some(),
     };
     // A cgroup in use is not ours: refused before the record (which delete --force would
     // clean up) names it. A taken id is the first thing to report, though.

@@ -33,10 +33,11 @@ pub fn run(g: &Global, id: &str, force: bool) -> Result<()> {
     }
     // Read before the record goes: the poststop hooks run after it (config.md "Poststop").
     let spec = c
-        .spec()
+        .spec_for_hooks()
         .map_err(|e| tracing::warn!("poststop hooks not run: {e:#}"))
-        .ok();
-    trace::phase("status read (/proc), config copy loaded for the poststop hooks");
+        .ok()
+        .flatten();
+    trace::phase("status read (/proc), config copy loaded (if it has hooks)");
     destroy(&c, spec.as_ref());
     Ok(())
 }
@@ -65,7 +66,9 @@ pub fn destroy_known(c: &Container, poststop: Option<&Spec>, cgroup: Option<&Cgr
             let _ = cg.freeze(false);
         }
     }
-    if container::process_alive(r.pid, r.pid_start_time) {
+    // A pid that is not (or no longer) ours does not become ours again: one look is enough.
+    let alive = container::process_alive(r.pid, r.pid_start_time);
+    if alive {
         let _ = kill(Pid::from_raw(r.pid), Signal::SIGKILL);
     }
     // Without a pid namespace of its own, the container's other processes outlive its init:
@@ -78,7 +81,9 @@ pub fn destroy_known(c: &Container, poststop: Option<&Spec>, cgroup: Option<&Cgr
         }
     }
     trace::phase("process killed");
-    wait_gone(r.pid, r.pid_start_time);
+    if alive {
+        wait_gone(r.pid, r.pid_start_time);
+    }
     trace::phase("process gone (reaped)");
     if let Some(cg) = cgroup {
         if let Err(e) = remove_cgroup(cg) {

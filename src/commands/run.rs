@@ -41,7 +41,7 @@ pub fn run(g: &Global, args: &RunArgs) -> Result<i32> {
         Some(sock) if has_terminal => Some(console::recv_fd(sock.as_raw_fd())?),
         _ => None,
     };
-    if let Err(e) = super::start::start(&mut c, &spec, cgroup.as_ref()) {
+    if let Err(e) = super::start::start(&mut c, Some(&spec), cgroup.as_ref()) {
         // A failed hook has destroyed it already; an init that died before start has not.
         if c.dir.exists() {
             super::delete::destroy_known(&c, Some(&spec), cgroup.as_ref());

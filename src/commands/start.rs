@@ -29,17 +29,18 @@ pub fn run(g: &Global, id: &str) -> Result<()> {
             c.record.id
         );
     }
-    let spec = c.spec()?;
-    trace::phase("status read (/proc), config copy loaded");
-    start(&mut c, &spec, None)
+    let spec = c.spec_for_hooks()?;
+    trace::phase("status read (/proc), config copy loaded (if it has hooks)");
+    start(&mut c, spec.as_ref(), None)
 }
 
 /// Starts a container found `created` (by `run` from its own create, under the lock held since:
 /// an init that died meanwhile is seen by `released`). When a startContainer or poststart hook
 /// fails (or the program cannot be executed), the container is stopped and destroyed, poststop
 /// hooks included (runtime.md lifecycle steps 7 and 9 continue at step 12), and the error
-/// returned. `cgroup`: the container's, when already open.
-pub fn start(c: &mut Container, spec: &Spec, cgroup: Option<&Cgroup>) -> Result<()> {
+/// returned. `spec`: the container's, None when it has no hooks; `cgroup`: the container's,
+/// when already open.
+pub fn start(c: &mut Container, spec: Option<&Spec>, cgroup: Option<&Cgroup>) -> Result<()> {
     let fifo = c.exec_fifo();
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -70,7 +71,7 @@ pub fn start(c: &mut Container, spec: &Spec, cgroup: Option<&Cgroup>) -> Result<
     c.record.status = Status::Running;
     trace::phase("exec fifo removed (running)");
     let state = c.record.state_json(Status::Running);
-    if let Err(e) = hooks::run_all(spec, Kind::Poststart, &state, None) {
+    if let Some(Err(e)) = spec.map(|s| hooks::run_all(s, Kind::Poststart, &state, None)) {
         destroy(c, spec, cgroup);
         return Err(e);
     }
@@ -78,10 +79,10 @@ pub fn start(c: &mut Container, spec: &Spec, cgroup: Option<&Cgroup>) -> Result<
     Ok(())
 }
 
-fn destroy(c: &Container, spec: &Spec, cgroup: Option<&Cgroup>) {
+fn destroy(c: &Container, spec: Option<&Spec>, cgroup: Option<&Cgroup>) {
     match cgroup {
-        Some(cg) => super::delete::destroy_known(c, Some(spec), Some(cg)),
-        None => super::delete::destroy(c, Some(spec)),
+        Some(cg) => super::delete::destroy_known(c, spec, Some(cg)),
+        None => super::delete::destroy(c, spec),
     }
 }
 
