@@ -230,10 +230,16 @@ impl Container {
     pub fn read(root: &Path, id: &str) -> Result<Container> {
         validate_id(id)?;
         let dir = root.join(id);
-        if !dir.is_dir() {
-            bail!("container {id:?} does not exist");
-        }
-        let record = read_record(&dir, id)?;
+        // No directory (or not one): the state file's open says so, without a stat first.
+        let record = match fs::read(dir.join(STATE_FILE)) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                match dir.is_dir() {
+                    true => Err(e).with_context(|| state_file_of(&dir, id))?,
+                    false => bail!("container {id:?} does not exist"),
+                }
+            }
+            read => parse_record(read, &dir, id)?,
+        };
         Ok(Container {
             dir,
             record,
@@ -347,9 +353,16 @@ pub fn fifo_waiting(fifo: &Path) -> bool {
 }
 
 fn read_record(dir: &Path, id: &str) -> Result<Record> {
-    let path = dir.join(STATE_FILE);
-    let data = fs::read(&path).with_context(|| format!("container {id:?}: {}", path.display()))?;
-    serde_json::from_slice(&data).with_context(|| format!("container {id:?}: {}", path.display()))
+    parse_record(fs::read(dir.join(STATE_FILE)), dir, id)
+}
+
+fn parse_record(read: std::io::Result<Vec<u8>>, dir: &Path, id: &str) -> Result<Record> {
+    let data = read.with_context(|| state_file_of(dir, id))?;
+    serde_json::from_slice(&data).with_context(|| state_file_of(dir, id))
+}
+
+fn state_file_of(dir: &Path, id: &str) -> String {
+    format!("container {id:?}: {}", dir.join(STATE_FILE).display())
 }
 
 /// Start time (field 22 of /proc/PID/stat) and whether the process is a zombie.
