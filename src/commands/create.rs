@@ -264,7 +264,10 @@ fn build(
         None => cgroups::Join::default(),
     };
     trace::phase("cgroup made, joined by the init (v1 tasks) or cloned into (cgroup2)");
+    let rootfs_ready_handshake =
+        launch::rootfs_ready_handshake(&b.spec, &parts.ns, !parts.netdevs.is_empty());
     let cfg = InitConfig {
+        rootfs_ready_handshake,
         spec: &b.spec,
         rootfs: &b.rootfs,
         ns: parts.ns,

@@ -31,6 +31,11 @@ pub fn main(cfg: &InitConfig, chan: Channel) -> ! {
     // After `created` nobody listens on the channel: the container's stderr is what is left.
     if chan.send(&Msg::Error { msg: msg.clone() }).is_err() {
         eprintln!("hako: {msg}");
+    } else {
+        // Until the parent has read the error (it then kills this process, or closes its
+        // end): exiting with a message of the parent's unread (an early Go) would reset the
+        // channel, and the parent would see that instead of the error.
+        while let Ok(Some(_)) = chan.recv() {}
     }
     // SAFETY: _exit ends this process without running the parent's atexit handlers or
     // flushing its stdio buffers, which this copy of memory shares with the parent.
@@ -152,7 +157,9 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // Host directories: closed before anything the container controls is looked up.
     drop(sources);
     // The runtime's hooks see the mounts made; the old root is still reachable for theirs.
-    chan.send(&Msg::RootfsReady)?;
+    if cfg.rootfs_ready_handshake {
+        chan.send(&Msg::RootfsReady)?;
+    }
     chan.expect(Msg::Go)?;
     trace::phase("parent done with its hooks (Go)");
     let env = &cfg.process.env;

@@ -54,6 +54,17 @@ pub struct InitConfig<'a> {
     pub cgroup_tasks: Vec<OwnedFd>,
     /// The cgroup2 directory the init is cloned into (CLONE_INTO_CGROUP, cgroups/v2.rs).
     pub clone_into: Option<OwnedFd>,
+    /// Whether the parent has work when the rootfs is ready (hooks, network devices, a new
+    /// pid to record, a user namespace's messages before it): else `Go` goes right after
+    /// `proceeding`, and the init does not report RootfsReady and wait for the answer.
+    pub rootfs_ready_handshake: bool,
+}
+
+/// `InitConfig::rootfs_ready_handshake`. The parent's other answers to requests of the init
+/// (id maps, mount sources) are in a user namespace only: with none, a `Go` sent early cannot
+/// come before an answer the init waits for.
+pub fn rootfs_ready_handshake(spec: &Spec, ns: &NamespacePlan, netdevs: bool) -> bool {
+    spec.hooks().is_some() || ns.fork_after || ns.has_user_ns || netdevs
 }
 
 /// What the parent does at the handshake's points.
@@ -196,6 +207,10 @@ fn drive(
     }
     chan.send(&Msg::Proceed)?;
     parent.proceeding(first)?;
+    if !cfg.rootfs_ready_handshake {
+        // An init gone meanwhile shows at the next receive (its error, or its exit status).
+        let _ = chan.send(&Msg::Go);
+    }
     loop {
         let (msg, fd) = match chan.recv_with_fd()? {
             Some((m, fd)) => (Some(m), fd),
