@@ -18,27 +18,28 @@ use cli::{Cli, Command, Global};
 
 fn main() {
     let t0 = trace::now_ns();
-    // Usage errors exit 1 like every other error (clap's default is 2); help and version 0.
-    let cli = Cli::try_parse().unwrap_or_else(|e| {
-        let _ = e.print();
-        std::process::exit(if e.use_stderr() { 1 } else { 0 })
-    });
-    if cli.trace {
-        // Before the re-exec below, which then keeps this start time.
-        trace::enable(t0);
-    }
     // Commands that put a process into a container run from a sealed copy of hako, first thing
-    // (single-threaded, nothing opened yet): see linux/exeseal.rs.
-    let sealed = matches!(
-        cli.command,
-        Command::Create(_) | Command::Run(_) | Command::Exec(_)
-    );
-    if sealed {
+    // (single-threaded, nothing opened yet, before the arguments are parsed): see
+    // linux/exeseal.rs.
+    if cli::may_seal(std::env::args_os().skip(1)) {
+        if std::env::args_os().any(|a| a == "--trace") {
+            trace::carry_start(t0);
+        }
         if let Err(e) = linux::exeseal::ensure_sealed() {
             eprintln!("hako: {e:#}");
             std::process::exit(1);
         }
     }
+    // Usage errors exit 1 like every other error (clap's default is 2); help and version 0.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 1 } else { 0 })
+    });
+    trace::init(t0, cli.trace);
+    let sealed = matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    );
     let to_stderr = match logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(to_stderr) => to_stderr,
         Err(e) => {
