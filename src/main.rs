@@ -18,6 +18,7 @@ use cli::{Cli, Command, Global};
 
 fn main() {
     let t0 = trace::now_ns();
+    no_error_backtraces();
     // Commands that put a process into a container run from a sealed copy of hako, first thing
     // (single-threaded, nothing opened yet, before the arguments are parsed): see
     // linux/exeseal.rs.
@@ -90,6 +91,21 @@ fn main() {
                 1
             });
         }
+    }
+}
+
+/// hako prints an error as the one line of its causes, never with a backtrace; yet with
+/// RUST_BACKTRACE set, every anyhow error captures one (an unwind of the stack, ~10 µs; the init
+/// makes and drops several while it mounts). std reads the environment once, at the first
+/// capture: that first capture is made here with captures off, and the environment is left as
+/// it was (hooks inherit it). Panics keep their backtraces (they go by RUST_BACKTRACE alone).
+fn no_error_backtraces() {
+    const LIB: &str = "RUST_LIB_BACKTRACE";
+    if std::env::var_os(LIB).is_none() && std::env::var_os("RUST_BACKTRACE").is_some() {
+        // Single-threaded: nothing else reads the environment yet.
+        std::env::set_var(LIB, "0");
+        let _ = std::backtrace::Backtrace::capture();
+        std::env::remove_var(LIB);
     }
 }
 
