@@ -28,9 +28,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The release binary as shipped: static glibc (static-pie), no dynamic loader at each start.
-# crt-static only with --target, so build scripts and proc-macros stay dynamic.
+# crt-static only with --target, so build scripts and proc-macros stay dynamic. Packed relative
+# relocations (DT_RELR, glibc 2.36): 3.5 KB to read at each start instead of 283 KB of .rela.dyn.
 triple=$(rustc -vV | sed -n 's/^host: //p')
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target "$triple"
+RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" cargo build --release --quiet --target "$triple"
 hako=$PWD/target/$triple/release/hako
 runs=${RUNS:-50} par_runs=${PAR_RUNS:-10} rss_runs=${RSS_RUNS:-20}
 rows=${ROWS:-run cycle rss par32 exec}

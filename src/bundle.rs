@@ -70,10 +70,12 @@ pub fn one_line(text: &str) -> String {
 /// The file's text, refused past `limits::MAX_CONFIG_BYTES` (a config cannot exhaust memory).
 fn read_bounded(path: &Path) -> Result<String> {
     let ctx = || format!("{}", path.display());
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .with_context(ctx)?
-        .take(limits::MAX_CONFIG_BYTES + 1)
+    let file = std::fs::File::open(path).with_context(ctx)?;
+    // Room for the whole file up front: one read instead of a run of growing small ones (the
+    // size is only a hint: the read stays bounded whatever the file holds by then).
+    let size = file.metadata().map_or(0, |m| m.len());
+    let mut text = String::with_capacity(size.min(limits::MAX_CONFIG_BYTES + 1) as usize);
+    file.take(limits::MAX_CONFIG_BYTES + 1)
         .read_to_string(&mut text)
         .with_context(ctx)?;
     if text.len() as u64 > limits::MAX_CONFIG_BYTES {

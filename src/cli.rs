@@ -6,6 +6,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_ROOT: &str = "/run/hako";
 
+/// The subcommands that put a process into a container, so run from hako's sealed copy.
+const SEALED: [&str; 3] = ["create", "run", "exec"];
+
+/// Whether these arguments may name a command that runs from hako's sealed copy, decided
+/// before clap parses them (the re-exec comes first). Clap takes a subcommand only as a whole
+/// argument spelled exactly (these three have no alias, and abbreviations are off), so any
+/// argument equal to one of the names counts: never a miss, and a false hit (an id called
+/// `run`) only costs a re-exec.
+pub fn may_seal(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.any(|a| SEALED.iter().any(|s| a == *s))
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "hako",
@@ -282,4 +294,56 @@ pub struct Global {
     /// `--root` was not given: `root` is the default.
     pub default_root: bool,
     pub systemd_cgroup: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn sealed_names_are_the_subcommands_without_aliases() {
+        let cli = Cli::command();
+        for name in SEALED {
+            let sub = cli.find_subcommand(name).expect(name);
+            assert_eq!(sub.get_all_aliases().count(), 0, "{name}");
+            assert_eq!(sub.get_all_short_flag_aliases().count(), 0, "{name}");
+            assert_eq!(sub.get_all_long_flag_aliases().count(), 0, "{name}");
+        }
+        // No abbreviation names them either.
+        for abbrev in ["cr", "ru", "exe"] {
+            assert!(
+                Cli::try_parse_from(["hako", abbrev, "x"]).is_err(),
+                "{abbrev}"
+            );
+        }
+    }
+
+    /// Every spelling clap parses as create/run/exec is seen by `may_seal`.
+    #[test]
+    fn may_seal_sees_every_sealed_command() {
+        let cases: &[&[&str]] = &[
+            &["run", "x"],
+            &["--root", "/r", "run", "x"],
+            &["--root=/r", "--debug", "create", "--bundle=b", "x"],
+            &["--log", "run", "exec", "x", "true"],
+            &["--trace", "exec", "-t", "x", "sh"],
+        ];
+        for args in cases {
+            let parsed = Cli::try_parse_from(std::iter::once("hako").chain(args.iter().copied()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(matches!(
+                parsed.command,
+                Command::Create(_) | Command::Run(_) | Command::Exec(_)
+            ));
+            assert!(may_seal(args.iter().map(Into::into)), "{args:?}");
+        }
+        for args in [
+            &["state", "x"][..],
+            &["--root", "/run", "delete", "x"],
+            &["ps", "x"],
+        ] {
+            assert!(!may_seal(args.iter().map(Into::into)), "{args:?}");
+        }
+    }
 }

@@ -18,27 +18,29 @@ use cli::{Cli, Command, Global};
 
 fn main() {
     let t0 = trace::now_ns();
-    // Usage errors exit 1 like every other error (clap's default is 2); help and version 0.
-    let cli = Cli::try_parse().unwrap_or_else(|e| {
-        let _ = e.print();
-        std::process::exit(if e.use_stderr() { 1 } else { 0 })
-    });
-    if cli.trace {
-        // Before the re-exec below, which then keeps this start time.
-        trace::enable(t0);
-    }
+    no_error_backtraces();
     // Commands that put a process into a container run from a sealed copy of hako, first thing
-    // (single-threaded, nothing opened yet): see linux/exeseal.rs.
-    let sealed = matches!(
-        cli.command,
-        Command::Create(_) | Command::Run(_) | Command::Exec(_)
-    );
-    if sealed {
+    // (single-threaded, nothing opened yet, before the arguments are parsed): see
+    // linux/exeseal.rs.
+    if cli::may_seal(std::env::args_os().skip(1)) {
+        if std::env::args_os().any(|a| a == "--trace") {
+            trace::carry_start(t0);
+        }
         if let Err(e) = linux::exeseal::ensure_sealed() {
             eprintln!("hako: {e:#}");
             std::process::exit(1);
         }
     }
+    // Usage errors exit 1 like every other error (clap's default is 2); help and version 0.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 1 } else { 0 })
+    });
+    trace::init(t0, cli.trace);
+    let sealed = matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    );
     let to_stderr = match logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(to_stderr) => to_stderr,
         Err(e) => {
@@ -89,6 +91,21 @@ fn main() {
                 1
             });
         }
+    }
+}
+
+/// hako prints an error as the one line of its causes, never with a backtrace; yet with
+/// RUST_BACKTRACE set, every anyhow error captures one (an unwind of the stack, ~10 µs; the init
+/// makes and drops several while it mounts). std reads the environment once, at the first
+/// capture: that first capture is made here with captures off, and the environment is left as
+/// it was (hooks inherit it). Panics keep their backtraces (they go by RUST_BACKTRACE alone).
+fn no_error_backtraces() {
+    const LIB: &str = "RUST_LIB_BACKTRACE";
+    if std::env::var_os(LIB).is_none() && std::env::var_os("RUST_BACKTRACE").is_some() {
+        // Single-threaded: nothing else reads the environment yet.
+        std::env::set_var(LIB, "0");
+        let _ = std::backtrace::Backtrace::capture();
+        std::env::remove_var(LIB);
     }
 }
 

@@ -44,20 +44,28 @@ pub fn now_ns() -> u64 {
     t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
 
-/// Turns tracing on (called once, from main, when --trace is given). `t0` is when this process
-/// started main; a process re-executed from the sealed copy takes its first image's instead.
-pub fn enable(t0: u64) {
-    let t0 = match std::env::var(T0_VAR).ok().and_then(|v| v.parse().ok()) {
-        Some(first) => {
-            // Single-threaded (main, before any command runs).
-            std::env::remove_var(T0_VAR);
-            first
-        }
-        None => {
-            std::env::set_var(T0_VAR, t0.to_string());
-            t0
-        }
-    };
+/// Before the sealed re-exec (main, when `--trace` may be among the arguments): the
+/// re-executed hako takes this process's start time as its own.
+pub fn carry_start(t0: u64) {
+    if std::env::var_os(T0_VAR).is_none() {
+        std::env::set_var(T0_VAR, t0.to_string());
+    }
+}
+
+/// Called once from main after the arguments are parsed; turns tracing on when --trace is
+/// given. `t0` is when this process started main; a process re-executed from the sealed copy
+/// takes its first image's instead. The variable is removed either way (hooks may inherit
+/// hako's environment).
+pub fn init(t0: u64, on: bool) {
+    let first = std::env::var_os(T0_VAR).map(|v| v.to_str().and_then(|v| v.parse().ok()));
+    if first.is_some() {
+        // Single-threaded (main, before any command runs).
+        std::env::remove_var(T0_VAR);
+    }
+    if !on {
+        return;
+    }
+    let t0 = first.flatten().unwrap_or(t0);
     let shared = crate::linux::shared::words(1 + SLOTS * SLOT_WORDS);
     let _ = TRACER.set(Tracer { t0, shared });
     if let Ok(mut p) = PRINTER.lock() {

@@ -75,13 +75,15 @@ fn is_sealed(f: &File) -> bool {
 /// Whether `f` is on a read-only overlayfs mount (the view `sealed_view` makes).
 fn is_read_only_overlay(f: &File) -> bool {
     const OVERLAYFS_SUPER_MAGIC: libc::c_long = 0x794c_7630;
-    // SAFETY: statfs/statvfs are plain data, filled by the kernel for a valid fd.
-    let (mut sfs, mut svfs): (libc::statfs, libc::statvfs) = unsafe { std::mem::zeroed() };
-    // SAFETY: f is open; both structs are valid writable memory.
-    let ok = unsafe {
-        libc::fstatfs(f.as_raw_fd(), &mut sfs) == 0 && libc::fstatvfs(f.as_raw_fd(), &mut svfs) == 0
-    };
-    ok && sfs.f_type == OVERLAYFS_SUPER_MAGIC && svfs.f_flag & libc::ST_RDONLY != 0
+    // statfs(2) reports the mount flags too (ST_VALID says so): one call, not fstatvfs's second.
+    const ST_VALID: libc::c_long = 0x20;
+    // SAFETY: statfs64 is plain data, filled by the kernel for a valid fd.
+    let mut sfs: libc::statfs64 = unsafe { std::mem::zeroed() };
+    // SAFETY: f is open; sfs is valid writable memory.
+    let ok = unsafe { libc::fstatfs64(f.as_raw_fd(), &mut sfs) } == 0;
+    ok && sfs.f_type == OVERLAYFS_SUPER_MAGIC
+        && sfs.f_flags & ST_VALID != 0
+        && sfs.f_flags & libc::ST_RDONLY as libc::c_long != 0
 }
 
 /// Returns when this process runs from a sealed view of its binary; otherwise makes one and
@@ -97,7 +99,8 @@ pub fn ensure_sealed() -> Result<()> {
         std::env::remove_var(MARK);
     }
     let mut exe = File::open("/proc/self/exe").context("open /proc/self/exe")?;
-    if is_sealed(&exe) || (marked && is_read_only_overlay(&exe)) {
+    // The overlay view first: what the mark almost always means.
+    if (marked && is_read_only_overlay(&exe)) || is_sealed(&exe) {
         return Ok(());
     }
     let (copy, mounts) = match sealed_view() {
