@@ -19,6 +19,8 @@ pub struct Bundle {
     pub dir: PathBuf,
     pub spec: Spec,
     pub rootfs: PathBuf,
+    /// config.json's text as read and checked: what the container's copy holds.
+    pub text: String,
 }
 
 /// Parses a config from text; errors carry the JSON path of the offending field.
@@ -41,7 +43,12 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     let config_path = dir.join(CONFIG);
     let text = read_bounded(&config_path)?;
     let (spec, rootfs) = from_text(&text, &dir)?;
-    Ok(Bundle { dir, spec, rootfs })
+    Ok(Bundle {
+        dir,
+        spec,
+        rootfs,
+        text,
+    })
 }
 
 /// Parses and checks a config's text. The error is one line whatever the config holds (a
