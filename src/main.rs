@@ -41,6 +41,12 @@ fn main() {
         cli.command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
     );
+    // `may_seal` decided from the raw arguments; should it ever miss, refuse rather than run a
+    // container from the writable host binary.
+    if sealed && !linux::exeseal::is_sealed_process() {
+        eprintln!("hako: internal error: not running from a sealed copy of hako (exeseal)");
+        std::process::exit(1);
+    }
     let to_stderr = match logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(to_stderr) => to_stderr,
         Err(e) => {

@@ -91,6 +91,21 @@ fn is_read_only_overlay(f: &File) -> bool {
 /// success). Must run before any other thread exists and before fds that must not survive are
 /// open.
 pub fn ensure_sealed() -> Result<()> {
+    ensure_sealed_now()?;
+    SEALED.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// Set once `ensure_sealed` has returned: this process runs from a sealed view or copy.
+static SEALED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `ensure_sealed` has returned in this process (main checks it for every command
+/// that puts a process into a container, whatever decided to seal).
+pub fn is_sealed_process() -> bool {
+    SEALED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn ensure_sealed_now() -> Result<()> {
     let mark = std::env::var_os(MARK);
     let marked = mark.is_some();
     if let Some(value) = mark {
