@@ -3,7 +3,9 @@
 //! resources against the host first turns that into one line naming the key and what is missing.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxResources;
@@ -19,20 +21,36 @@ pub struct Host {
     /// Controller name → the directory its root files live in (a v1 mount point, or the cgroup2
     /// root for the controllers it lists).
     pub roots: BTreeMap<String, PathBuf>,
+    /// On a hybrid host, the controller-less cgroup2 hierarchy at /sys/fs/cgroup/unified.
+    pub hybrid: Option<PathBuf>,
 }
 
 impl Host {
+    /// The host's layout, learnt once per process: one statfs of /sys/fs/cgroup, then
+    /// cgroup.controllers (v2) or /proc/self/mountinfo (v1, hybrid), each in one read.
     pub fn detect() -> Result<Host> {
-        use libcgroups::common::{get_cgroup_setup, CgroupSetup};
-        let setup = get_cgroup_setup().map_err(|e| anyhow::anyhow!("{CGROUP_ROOT}: {e}"))?;
-        if matches!(setup, CgroupSetup::Unified) {
+        static HOST: OnceLock<Host> = OnceLock::new();
+        if let Some(h) = HOST.get() {
+            return Ok(h.clone());
+        }
+        let host = Host::detect_now()?;
+        Ok(HOST.get_or_init(|| host).clone())
+    }
+
+    fn detect_now() -> Result<Host> {
+        use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC};
+        let kind = statfs(CGROUP_ROOT)
+            .map_err(|e| anyhow::anyhow!("{CGROUP_ROOT}: {e}"))?
+            .filesystem_type();
+        if kind == CGROUP2_SUPER_MAGIC {
             let file = Path::new(CGROUP_ROOT).join("cgroup.controllers");
-            let text =
-                std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+            let text = read_small(&file).with_context(|| format!("{}", file.display()))?;
             return Ok(Host::unified_from(&text));
         }
-        let text =
-            std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
+        if kind != TMPFS_MAGIC {
+            bail!("{CGROUP_ROOT}: neither cgroup2 nor a tmpfs of cgroup v1 hierarchies");
+        }
+        let text = read_small(Path::new("/proc/self/mountinfo")).context("/proc/self/mountinfo")?;
         Ok(Host::v1_from_mountinfo(&text))
     }
 
@@ -44,14 +62,21 @@ impl Host {
         Host {
             unified: true,
             roots,
+            hybrid: None,
         }
     }
 
     /// v1 hierarchies from mountinfo: each `cgroup` mount's super options name its controllers
-    /// (`rw,cpu,cpuacct`, or `rw,name=systemd` for a named one, which controls nothing).
+    /// (`rw,cpu,cpuacct`, or `rw,name=systemd` for a named one, which controls nothing); a
+    /// cgroup2 mount at /sys/fs/cgroup/unified (the last mount there) makes the host hybrid.
     pub fn v1_from_mountinfo(text: &str) -> Host {
+        let unified = Path::new(CGROUP_ROOT).join("unified");
         let mut roots = BTreeMap::new();
+        let mut hybrid = None;
         for m in mountinfo::parse(text) {
+            if m.mount_point == unified {
+                hybrid = (m.fstype == "cgroup2").then(|| unified.clone());
+            }
             if m.fstype != "cgroup" {
                 continue;
             }
@@ -67,6 +92,7 @@ impl Host {
         Host {
             unified: false,
             roots,
+            hybrid,
         }
     }
 
@@ -76,6 +102,25 @@ impl Host {
         let rel = path.strip_prefix("/").unwrap_or(path);
         self.roots.get(controller).map(|root| root.join(rel))
     }
+}
+
+/// A small kernel file (procfs, cgroupfs) in as few read(2)s as its size allows: std's
+/// read_to_string stats it first (procfs reports size 0), then reads from 32 bytes up.
+pub fn read_small(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 8192];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// One thing `linux.resources` asks of the host: a controller and (on v1) one of some files.
@@ -340,6 +385,9 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/net_cls,net_prio")
         );
         assert!(!h.roots.contains_key("name=systemd") && !h.roots.contains_key("systemd"));
+        assert_eq!(h.hybrid, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        let legacy = Host::v1_from_mountinfo(&MOUNTINFO.replace("cgroup2 cgroup2", "tmpfs tmpfs"));
+        assert_eq!(legacy.hybrid, None);
         assert_eq!(
             h.dir("memory", Path::new("/a/b")),
             Some(PathBuf::from("/sys/fs/cgroup/memory/a/b"))

@@ -49,10 +49,9 @@ pub fn resolve_path(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
     if path.is_absolute() {
         return Ok(clean(&path));
     }
-    let text = std::fs::read_to_string("/proc/self/cgroup").context("/proc/self/cgroup")?;
-    let unified = Path::new(host::CGROUP_ROOT)
-        .join("cgroup.controllers")
-        .exists();
+    let text = host::read_small(Path::new("/proc/self/cgroup")).context("/proc/self/cgroup")?;
+    // As if v1 where the layout is unknown: Cgroup::open then says what is wrong.
+    let unified = Host::detect().is_ok_and(|h| h.unified);
     Ok(join_relative(&parse_own_cgroup(&text), &path, unified))
 }
 
@@ -353,7 +352,7 @@ impl Cgroup {
         // A hybrid host's cgroup2 directory may be in use alone (a service's, on a host whose
         // systemd tracks processes there): delete would remove it once emptied.
         if let Some(dir) = self.hybrid_unified_dir() {
-            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let procs = host::read_small(&dir.join("cgroup.procs")).unwrap_or_default();
             match procs.lines().count() {
                 0 => {}
                 n => return Err(in_use(n)),
@@ -400,7 +399,7 @@ impl Cgroup {
             ("freezer.state", "FROZEN")
         };
         self.dir("freezer")
-            .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+            .and_then(|d| host::read_small(&d.join(file)).ok())
             .is_some_and(|s| s.trim() == frozen)
     }
 
@@ -438,7 +437,7 @@ impl Cgroup {
     /// hierarchy is the host's process tracking, never delegated to a user.
     fn hybrid_unified_dir(&self) -> Option<PathBuf> {
         (!self.host.unified && !self.systemd && !crate::linux::userns::rootless())
-            .then(|| hybrid::unified_dir(&self.path))
+            .then(|| hybrid::unified_dir(&self.host, &self.path))
             .flatten()
     }
 

@@ -221,6 +221,7 @@ mod tests {
         Host {
             unified: false,
             roots,
+            hybrid: None,
         }
     }
 
