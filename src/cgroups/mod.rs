@@ -334,6 +334,29 @@ impl Cgroup {
     /// A cgroup another container (or anything else) still uses is not ours to take: runc 1.2
     /// refuses a non-empty one, and a frozen one would freeze the container from its start.
     pub fn ensure_unused(&self) -> Result<()> {
+        // delete removes the cgroups below the container's (those it made): none may be there
+        // before it, as another container's or service's. Listing each directory also tells
+        // whether the cgroup exists at all: where it exists nowhere (the usual create), it
+        // is neither frozen nor in use, and nothing else need be read.
+        let dirs = self.own_dirs();
+        let (mut found, mut child) = (false, None);
+        for d in &dirs {
+            match std::fs::read_dir(d) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => found = true,
+                Ok(entries) => {
+                    found = true;
+                    child = child.or_else(|| {
+                        entries
+                            .flatten()
+                            .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    });
+                }
+            }
+        }
+        if !dirs.is_empty() && !found {
+            return Ok(());
+        }
         // Checked first: on v1 the cgroup may exist in the freezer hierarchy alone.
         if self.is_frozen() {
             bail!(
@@ -358,16 +381,7 @@ impl Cgroup {
                 n => return Err(in_use(n)),
             }
         }
-        // delete removes the cgroups below the container's (those it made): none may be there
-        // before it, as another container's or service's.
-        let below = |d: &PathBuf| {
-            std::fs::read_dir(d)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        };
-        if let Some(child) = self.own_dirs().iter().find_map(below) {
+        if let Some(child) = child {
             bail!(
                 "cgroup {}: has a cgroup below it ({}): choose another linux.cgroupsPath",
                 self.path.display(),
