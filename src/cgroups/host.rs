@@ -3,14 +3,13 @@
 //! resources against the host first turns that into one line naming the key and what is missing.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxResources;
 
-use crate::linux::mountinfo;
+use crate::linux::mountinfo::{self, read_small};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -73,7 +72,12 @@ impl Host {
         let unified = Path::new(CGROUP_ROOT).join("unified");
         let mut roots = BTreeMap::new();
         let mut hybrid = None;
-        for m in mountinfo::parse(text) {
+        // Only the cgroup lines are parsed (and the hybrid mount point's): a busy host has
+        // hundreds of others. " - " comes once a line, before the type (spaces are escaped).
+        let wanted = text
+            .lines()
+            .filter(|l| l.contains(" - cgroup") || l.contains(" /sys/fs/cgroup/unified "));
+        for m in wanted.flat_map(mountinfo::parse) {
             if m.mount_point == unified {
                 hybrid = (m.fstype == "cgroup2").then(|| unified.clone());
             }
@@ -102,25 +106,6 @@ impl Host {
         let rel = path.strip_prefix("/").unwrap_or(path);
         self.roots.get(controller).map(|root| root.join(rel))
     }
-}
-
-/// A small kernel file (procfs, cgroupfs) in as few read(2)s as its size allows: std's
-/// read_to_string stats it first (procfs reports size 0), then reads from 32 bytes up.
-pub fn read_small(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 8192];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(len * 2, 0);
-        }
-        match f.read(&mut buf[len..])? {
-            0 => break,
-            n => len += n,
-        }
-    }
-    buf.truncate(len);
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// One thing `linux.resources` asks of the host: a controller and (on v1) one of some files.

@@ -28,6 +28,7 @@ use libcgroups::common::{
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxResources, Spec};
 
+use crate::linux::mountinfo::read_small;
 use host::Host;
 
 /// The cgroup of a container. With the systemd driver, `linux.cgroupsPath` in runc's
@@ -49,7 +50,7 @@ pub fn resolve_path(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
     if path.is_absolute() {
         return Ok(clean(&path));
     }
-    let text = host::read_small(Path::new("/proc/self/cgroup")).context("/proc/self/cgroup")?;
+    let text = read_small(Path::new("/proc/self/cgroup")).context("/proc/self/cgroup")?;
     // As if v1 where the layout is unknown: Cgroup::open then says what is wrong.
     let unified = Host::detect().is_ok_and(|h| h.unified);
     Ok(join_relative(&parse_own_cgroup(&text), &path, unified))
@@ -375,7 +376,7 @@ impl Cgroup {
         // A hybrid host's cgroup2 directory may be in use alone (a service's, on a host whose
         // systemd tracks processes there): delete would remove it once emptied.
         if let Some(dir) = self.hybrid_unified_dir() {
-            let procs = host::read_small(&dir.join("cgroup.procs")).unwrap_or_default();
+            let procs = read_small(&dir.join("cgroup.procs")).unwrap_or_default();
             match procs.lines().count() {
                 0 => {}
                 n => return Err(in_use(n)),
@@ -413,7 +414,7 @@ impl Cgroup {
             ("freezer.state", "FROZEN")
         };
         self.dir("freezer")
-            .and_then(|d| host::read_small(&d.join(file)).ok())
+            .and_then(|d| read_small(&d.join(file)).ok())
             .is_some_and(|s| s.trim() == frozen)
     }
 

@@ -20,6 +20,7 @@ use anyhow::{anyhow, Context, Result};
 
 use super::devices::Rule;
 use super::host::Host;
+use crate::linux::mountinfo::read_small;
 
 /// The controllers libcgroups' v1 manager handles (its CONTROLLERS), so both see one cgroup.
 pub const CONTROLLERS: [&str; 12] = [
@@ -97,7 +98,7 @@ fn fill_cpuset(root: &Path, dir: &Path) -> Result<()> {
 }
 
 fn read(path: &Path) -> Result<String> {
-    super::host::read_small(path).with_context(|| format!("cgroup {}", path.display()))
+    read_small(path).with_context(|| format!("cgroup {}", path.display()))
 }
 
 fn write(path: &Path, value: &str) -> Result<()> {
