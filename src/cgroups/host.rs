@@ -22,6 +22,9 @@ pub struct Host {
     pub roots: BTreeMap<String, PathBuf>,
     /// On a hybrid host, the controller-less cgroup2 hierarchy at /sys/fs/cgroup/unified.
     pub hybrid: Option<PathBuf>,
+    /// The cgroup and cgroup2 mounts of mountinfo (v1 and hybrid; empty on v2, where
+    /// mountinfo is not read): the init's /sys/fs/cgroup is made of them (linux/rootfs.rs).
+    pub mounts: Vec<mountinfo::Mount>,
 }
 
 impl Host {
@@ -62,6 +65,7 @@ impl Host {
             unified: true,
             roots,
             hybrid: None,
+            mounts: Vec::new(),
         }
     }
 
@@ -72,6 +76,7 @@ impl Host {
         let unified = Path::new(CGROUP_ROOT).join("unified");
         let mut roots = BTreeMap::new();
         let mut hybrid = None;
+        let mut mounts = Vec::new();
         // Only the cgroup lines are parsed (and the hybrid mount point's): a busy host has
         // hundreds of others. " - " comes once a line, before the type (spaces are escaped).
         let wanted = text
@@ -81,22 +86,25 @@ impl Host {
             if m.mount_point == unified {
                 hybrid = (m.fstype == "cgroup2").then(|| unified.clone());
             }
-            if m.fstype != "cgroup" {
-                continue;
-            }
-            for opt in m.super_options.split(',') {
-                if ["rw", "ro"].contains(&opt) || opt.contains('=') {
-                    continue;
+            if m.fstype == "cgroup" {
+                for opt in m.super_options.split(',') {
+                    if ["rw", "ro"].contains(&opt) || opt.contains('=') {
+                        continue;
+                    }
+                    roots
+                        .entry(opt.to_string())
+                        .or_insert_with(|| m.mount_point.clone());
                 }
-                roots
-                    .entry(opt.to_string())
-                    .or_insert_with(|| m.mount_point.clone());
+            }
+            if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+                mounts.push(m);
             }
         }
         Host {
             unified: false,
             roots,
             hybrid,
+            mounts,
         }
     }
 
@@ -371,6 +379,9 @@ mod tests {
         );
         assert!(!h.roots.contains_key("name=systemd") && !h.roots.contains_key("systemd"));
         assert_eq!(h.hybrid, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        // Every cgroup mount, named ones and cgroup2 included, for the init's /sys/fs/cgroup.
+        assert_eq!(h.mounts.len(), 7);
+        assert!(h.mounts.iter().all(|m| m.fstype.starts_with("cgroup")));
         let legacy = Host::v1_from_mountinfo(&MOUNTINFO.replace("cgroup2 cgroup2", "tmpfs tmpfs"));
         assert_eq!(legacy.hybrid, None);
         assert_eq!(

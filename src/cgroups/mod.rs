@@ -187,6 +187,9 @@ pub struct Join {
     /// The cgroup2 directory to clone the init into: the container's on v2, its directory in
     /// the controller-less cgroup2 hierarchy on a hybrid host (hybrid.rs).
     pub clone_into: Option<OwnedFd>,
+    /// The host's cgroup mounts as the parent read them (v1 and hybrid), so that the init
+    /// need not read mountinfo again for its /sys/fs/cgroup.
+    pub mounts: Vec<crate::linux::mountinfo::Mount>,
 }
 
 pub struct Cgroup {
@@ -301,15 +304,20 @@ impl Cgroup {
                 None => None,
             };
             let tasks = v1::make(&self.host, &self.path)?;
-            return Ok(Join { tasks, clone_into });
+            let mounts = self.host.mounts.clone();
+            return Ok(Join {
+                tasks,
+                clone_into,
+                mounts,
+            });
         }
         if self.host.unified && !self.systemd {
             let root = Path::new(host::CGROUP_ROOT);
             match v2::make(root, &self.path) {
                 Ok(fd) => {
                     return Ok(Join {
-                        tasks: Vec::new(),
                         clone_into: Some(fd),
+                        ..Join::default()
                     })
                 }
                 Err(e) => tracing::debug!("CLONE_INTO_CGROUP not prepared: {e:#}"),

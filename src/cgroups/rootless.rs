@@ -222,6 +222,7 @@ mod tests {
             unified: false,
             roots,
             hybrid: None,
+            mounts: Vec::new(),
         }
     }
 

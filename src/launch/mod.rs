@@ -54,6 +54,8 @@ pub struct InitConfig<'a> {
     pub cgroup_tasks: Vec<OwnedFd>,
     /// The cgroup2 directory the init is cloned into (CLONE_INTO_CGROUP, cgroups/v2.rs).
     pub clone_into: Option<OwnedFd>,
+    /// The host's cgroup mounts, read by the parent (empty: the init reads mountinfo).
+    pub cgroup_mounts: Vec<crate::linux::mountinfo::Mount>,
 }
 
 /// What the parent does at the handshake's points.

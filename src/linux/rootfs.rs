@@ -25,6 +25,8 @@ pub struct RootfsOptions<'a> {
     pub idmaps: &'a [(usize, OwnedFd)],
     /// Bind sources the parent opened (O_PATH), by `mounts[]` index.
     pub sources: &'a [(usize, OwnedFd)],
+    /// The host's cgroup mounts as the parent read them (None: read mountinfo here).
+    pub cgroup_mounts: Option<&'a [Mount]>,
 }
 
 /// `linux.rootfsPropagation` as (the propagation of the runtime's / in the new mount namespace
@@ -333,13 +335,19 @@ fn mount_point_of(path: &Path) -> Result<PathBuf> {
         .unwrap_or_else(|| PathBuf::from("/")))
 }
 
-/// The host's cgroup hierarchies, with their controllers (the super options but rw/ro). Only
-/// the cgroup lines are parsed: a busy host has hundreds of others.
-fn host_hierarchies() -> Result<Vec<Mount>> {
-    let path = Path::new("/proc/self/mountinfo");
-    let text = mountinfo::read_small(path).context("/proc/self/mountinfo")?;
-    let cgroup_lines = text.lines().filter(|l| l.contains(" - cgroup"));
-    let mut out: Vec<Mount> = cgroup_lines.flat_map(mountinfo::parse).collect();
+/// The host's cgroup hierarchies, with their controllers (the super options but rw/ro): those
+/// the parent read, else from mountinfo, where only the cgroup lines are parsed (a busy host
+/// has hundreds of others).
+fn host_hierarchies(given: Option<&[Mount]>) -> Result<Vec<Mount>> {
+    let mut out = match given {
+        Some(mounts) => mounts.to_vec(),
+        None => {
+            let path = Path::new("/proc/self/mountinfo");
+            let text = mountinfo::read_small(path).context("/proc/self/mountinfo")?;
+            let cgroup_lines = text.lines().filter(|l| l.contains(" - cgroup"));
+            cgroup_lines.flat_map(mountinfo::parse).collect()
+        }
+    };
     out.retain(|m| m.fstype == "cgroup" || m.fstype == "cgroup2");
     for m in &mut out {
         m.super_options = m
@@ -358,7 +366,7 @@ fn host_hierarchies() -> Result<Vec<Mount>> {
 fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<()> {
     let field = m.field();
     let rel = mounts::relative(&m.destination);
-    let hierarchies = host_hierarchies()?;
+    let hierarchies = host_hierarchies(opts.cgroup_mounts)?;
     let own = mountinfo::read_cgroups("self")?;
     let base = Path::new("/sys/fs/cgroup");
     let ro = m.flags & MsFlags::MS_RDONLY;
