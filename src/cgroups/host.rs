@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxResources;
 
-use crate::linux::mountinfo;
+use crate::linux::mountinfo::{self, read_small};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -19,20 +20,39 @@ pub struct Host {
     /// Controller name → the directory its root files live in (a v1 mount point, or the cgroup2
     /// root for the controllers it lists).
     pub roots: BTreeMap<String, PathBuf>,
+    /// On a hybrid host, the controller-less cgroup2 hierarchy at /sys/fs/cgroup/unified.
+    pub hybrid: Option<PathBuf>,
+    /// The cgroup and cgroup2 mounts of mountinfo (v1 and hybrid; empty on v2, where
+    /// mountinfo is not read): the init's /sys/fs/cgroup is made of them (linux/rootfs.rs).
+    pub mounts: Vec<mountinfo::Mount>,
 }
 
 impl Host {
+    /// The host's layout, learnt once per process: one statfs of /sys/fs/cgroup, then
+    /// cgroup.controllers (v2) or /proc/self/mountinfo (v1, hybrid), each in one read.
     pub fn detect() -> Result<Host> {
-        use libcgroups::common::{get_cgroup_setup, CgroupSetup};
-        let setup = get_cgroup_setup().map_err(|e| anyhow::anyhow!("{CGROUP_ROOT}: {e}"))?;
-        if matches!(setup, CgroupSetup::Unified) {
+        static HOST: OnceLock<Host> = OnceLock::new();
+        if let Some(h) = HOST.get() {
+            return Ok(h.clone());
+        }
+        let host = Host::detect_now()?;
+        Ok(HOST.get_or_init(|| host).clone())
+    }
+
+    fn detect_now() -> Result<Host> {
+        use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC};
+        let kind = statfs(CGROUP_ROOT)
+            .map_err(|e| anyhow::anyhow!("{CGROUP_ROOT}: {e}"))?
+            .filesystem_type();
+        if kind == CGROUP2_SUPER_MAGIC {
             let file = Path::new(CGROUP_ROOT).join("cgroup.controllers");
-            let text =
-                std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+            let text = read_small(&file).with_context(|| format!("{}", file.display()))?;
             return Ok(Host::unified_from(&text));
         }
-        let text =
-            std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
+        if kind != TMPFS_MAGIC {
+            bail!("{CGROUP_ROOT}: neither cgroup2 nor a tmpfs of cgroup v1 hierarchies");
+        }
+        let text = read_small(Path::new("/proc/self/mountinfo")).context("/proc/self/mountinfo")?;
         Ok(Host::v1_from_mountinfo(&text))
     }
 
@@ -44,29 +64,47 @@ impl Host {
         Host {
             unified: true,
             roots,
+            hybrid: None,
+            mounts: Vec::new(),
         }
     }
 
     /// v1 hierarchies from mountinfo: each `cgroup` mount's super options name its controllers
-    /// (`rw,cpu,cpuacct`, or `rw,name=systemd` for a named one, which controls nothing).
+    /// (`rw,cpu,cpuacct`, or `rw,name=systemd` for a named one, which controls nothing); a
+    /// cgroup2 mount at /sys/fs/cgroup/unified (the last mount there) makes the host hybrid.
     pub fn v1_from_mountinfo(text: &str) -> Host {
+        let unified = Path::new(CGROUP_ROOT).join("unified");
         let mut roots = BTreeMap::new();
-        for m in mountinfo::parse(text) {
-            if m.fstype != "cgroup" {
-                continue;
+        let mut hybrid = None;
+        let mut mounts = Vec::new();
+        // Only the cgroup lines are parsed (and the hybrid mount point's): a busy host has
+        // hundreds of others. " - " comes once a line, before the type (spaces are escaped).
+        let wanted = text
+            .lines()
+            .filter(|l| l.contains(" - cgroup") || l.contains(" /sys/fs/cgroup/unified "));
+        for m in wanted.flat_map(mountinfo::parse) {
+            if m.mount_point == unified {
+                hybrid = (m.fstype == "cgroup2").then(|| unified.clone());
             }
-            for opt in m.super_options.split(',') {
-                if ["rw", "ro"].contains(&opt) || opt.contains('=') {
-                    continue;
+            if m.fstype == "cgroup" {
+                for opt in m.super_options.split(',') {
+                    if ["rw", "ro"].contains(&opt) || opt.contains('=') {
+                        continue;
+                    }
+                    roots
+                        .entry(opt.to_string())
+                        .or_insert_with(|| m.mount_point.clone());
                 }
-                roots
-                    .entry(opt.to_string())
-                    .or_insert_with(|| m.mount_point.clone());
+            }
+            if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+                mounts.push(m);
             }
         }
         Host {
             unified: false,
             roots,
+            hybrid,
+            mounts,
         }
     }
 
@@ -340,6 +378,12 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/net_cls,net_prio")
         );
         assert!(!h.roots.contains_key("name=systemd") && !h.roots.contains_key("systemd"));
+        assert_eq!(h.hybrid, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        // Every cgroup mount, named ones and cgroup2 included, for the init's /sys/fs/cgroup.
+        assert_eq!(h.mounts.len(), 7);
+        assert!(h.mounts.iter().all(|m| m.fstype.starts_with("cgroup")));
+        let legacy = Host::v1_from_mountinfo(&MOUNTINFO.replace("cgroup2 cgroup2", "tmpfs tmpfs"));
+        assert_eq!(legacy.hybrid, None);
         assert_eq!(
             h.dir("memory", Path::new("/a/b")),
             Some(PathBuf::from("/sys/fs/cgroup/memory/a/b"))

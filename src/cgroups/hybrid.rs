@@ -7,13 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// The container's directory in the hybrid cgroup2 hierarchy, if this host has one.
-pub fn unified_dir(path: &Path) -> Option<PathBuf> {
-    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
-    let unified = Path::new(super::host::CGROUP_ROOT).join("unified");
-    statfs(&unified)
-        .is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC)
-        .then(|| unified.join(path.strip_prefix("/").unwrap_or(path)))
+/// The container's directory in the host's hybrid cgroup2 hierarchy (`Host::hybrid`).
+pub fn unified_dir(host: &super::host::Host, path: &Path) -> Option<PathBuf> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    host.hybrid.as_ref().map(|h| h.join(rel))
 }
 
 /// Makes the directory and opens it for CLONE_INTO_CGROUP (the init is born there: no move,

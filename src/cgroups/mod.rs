@@ -28,6 +28,7 @@ use libcgroups::common::{
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxResources, Spec};
 
+use crate::linux::mountinfo::read_small;
 use host::Host;
 
 /// The cgroup of a container. With the systemd driver, `linux.cgroupsPath` in runc's
@@ -49,10 +50,9 @@ pub fn resolve_path(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
     if path.is_absolute() {
         return Ok(clean(&path));
     }
-    let text = std::fs::read_to_string("/proc/self/cgroup").context("/proc/self/cgroup")?;
-    let unified = Path::new(host::CGROUP_ROOT)
-        .join("cgroup.controllers")
-        .exists();
+    let text = read_small(Path::new("/proc/self/cgroup")).context("/proc/self/cgroup")?;
+    // As if v1 where the layout is unknown: Cgroup::open then says what is wrong.
+    let unified = Host::detect().is_ok_and(|h| h.unified);
     Ok(join_relative(&parse_own_cgroup(&text), &path, unified))
 }
 
@@ -187,6 +187,9 @@ pub struct Join {
     /// The cgroup2 directory to clone the init into: the container's on v2, its directory in
     /// the controller-less cgroup2 hierarchy on a hybrid host (hybrid.rs).
     pub clone_into: Option<OwnedFd>,
+    /// The host's cgroup mounts as the parent read them (v1 and hybrid), so that the init
+    /// need not read mountinfo again for its /sys/fs/cgroup.
+    pub mounts: Vec<crate::linux::mountinfo::Mount>,
 }
 
 pub struct Cgroup {
@@ -301,15 +304,20 @@ impl Cgroup {
                 None => None,
             };
             let tasks = v1::make(&self.host, &self.path)?;
-            return Ok(Join { tasks, clone_into });
+            let mounts = self.host.mounts.clone();
+            return Ok(Join {
+                tasks,
+                clone_into,
+                mounts,
+            });
         }
         if self.host.unified && !self.systemd {
             let root = Path::new(host::CGROUP_ROOT);
             match v2::make(root, &self.path) {
                 Ok(fd) => {
                     return Ok(Join {
-                        tasks: Vec::new(),
                         clone_into: Some(fd),
+                        ..Join::default()
                     })
                 }
                 Err(e) => tracing::debug!("CLONE_INTO_CGROUP not prepared: {e:#}"),
@@ -335,6 +343,29 @@ impl Cgroup {
     /// A cgroup another container (or anything else) still uses is not ours to take: runc 1.2
     /// refuses a non-empty one, and a frozen one would freeze the container from its start.
     pub fn ensure_unused(&self) -> Result<()> {
+        // delete removes the cgroups below the container's (those it made): none may be there
+        // before it, as another container's or service's. Listing each directory also tells
+        // whether the cgroup exists at all: where it exists nowhere (the usual create), it
+        // is neither frozen nor in use, and nothing else need be read.
+        let dirs = self.own_dirs();
+        let (mut found, mut child) = (false, None);
+        for d in &dirs {
+            match std::fs::read_dir(d) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => found = true,
+                Ok(entries) => {
+                    found = true;
+                    child = child.or_else(|| {
+                        entries
+                            .flatten()
+                            .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    });
+                }
+            }
+        }
+        if !dirs.is_empty() && !found {
+            return Ok(());
+        }
         // Checked first: on v1 the cgroup may exist in the freezer hierarchy alone.
         if self.is_frozen() {
             bail!(
@@ -353,22 +384,13 @@ impl Cgroup {
         // A hybrid host's cgroup2 directory may be in use alone (a service's, on a host whose
         // systemd tracks processes there): delete would remove it once emptied.
         if let Some(dir) = self.hybrid_unified_dir() {
-            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let procs = read_small(&dir.join("cgroup.procs")).unwrap_or_default();
             match procs.lines().count() {
                 0 => {}
                 n => return Err(in_use(n)),
             }
         }
-        // delete removes the cgroups below the container's (those it made): none may be there
-        // before it, as another container's or service's.
-        let below = |d: &PathBuf| {
-            std::fs::read_dir(d)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        };
-        if let Some(child) = self.own_dirs().iter().find_map(below) {
+        if let Some(child) = child {
             bail!(
                 "cgroup {}: has a cgroup below it ({}): choose another linux.cgroupsPath",
                 self.path.display(),
@@ -400,7 +422,7 @@ impl Cgroup {
             ("freezer.state", "FROZEN")
         };
         self.dir("freezer")
-            .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+            .and_then(|d| read_small(&d.join(file)).ok())
             .is_some_and(|s| s.trim() == frozen)
     }
 
@@ -438,7 +460,7 @@ impl Cgroup {
     /// hierarchy is the host's process tracking, never delegated to a user.
     fn hybrid_unified_dir(&self) -> Option<PathBuf> {
         (!self.host.unified && !self.systemd && !crate::linux::userns::rootless())
-            .then(|| hybrid::unified_dir(&self.path))
+            .then(|| hybrid::unified_dir(&self.host, &self.path))
             .flatten()
     }
 

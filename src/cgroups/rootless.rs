@@ -221,6 +221,8 @@ mod tests {
         Host {
             unified: false,
             roots,
+            hybrid: None,
+            mounts: Vec::new(),
         }
     }
 

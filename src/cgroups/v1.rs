@@ -20,6 +20,7 @@ use anyhow::{anyhow, Context, Result};
 
 use super::devices::Rule;
 use super::host::Host;
+use crate::linux::mountinfo::read_small;
 
 /// The controllers libcgroups' v1 manager handles (its CONTROLLERS), so both see one cgroup.
 pub const CONTROLLERS: [&str; 12] = [
@@ -71,28 +72,33 @@ pub fn make(host: &Host, path: &Path) -> Result<Vec<OwnedFd>> {
     Ok(fds)
 }
 
-/// A new cpuset cgroup has no cpus or mems, and no task may join it so: each level from the
-/// hierarchy's root down takes its parent's where it has none.
+/// A new cpuset cgroup has no cpus or mems, and no task may join it so: each empty level takes
+/// the value of the nearest level above it that has one. Read from the bottom up, so only the
+/// levels made empty (usually the container's alone) and the one that answers are read.
 fn fill_cpuset(root: &Path, dir: &Path) -> Result<()> {
-    let rel = dir.strip_prefix(root).unwrap_or(Path::new(""));
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let mut cur = root.to_path_buf();
-        let mut value = read(&cur.join(file))?;
-        for part in rel.components() {
-            cur.push(part);
+        let mut empty = Vec::new();
+        let mut cur = dir;
+        let value = loop {
             let here = read(&cur.join(file))?;
-            if here.trim().is_empty() {
-                write(&cur.join(file), &value)?;
-            } else {
-                value = here;
+            match cur.parent() {
+                _ if !here.trim().is_empty() => break here,
+                Some(up) if cur != root && up.starts_with(root) => {
+                    empty.push(cur);
+                    cur = up;
+                }
+                _ => break here,
             }
+        };
+        for level in empty.iter().rev() {
+            write(&level.join(file), &value)?;
         }
     }
     Ok(())
 }
 
 fn read(path: &Path) -> Result<String> {
-    fs::read_to_string(path).with_context(|| format!("cgroup {}", path.display()))
+    read_small(path).with_context(|| format!("cgroup {}", path.display()))
 }
 
 fn write(path: &Path, value: &str) -> Result<()> {
@@ -194,12 +200,25 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
         fs::create_dir_all(r.join("a/b")).unwrap();
-        for (d, cpus) in [("", "0-1\n"), ("a", "1\n"), ("a/b", "\n")] {
+        fs::create_dir_all(r.join("x/y/z")).unwrap();
+        for (d, cpus) in [
+            ("", "0-1\n"),
+            ("a", "1\n"),
+            ("a/b", "\n"),
+            ("x", "\n"),
+            ("x/y", "\n"),
+            ("x/y/z", "\n"),
+        ] {
             fs::write(r.join(d).join("cpuset.cpus"), cpus).unwrap();
             fs::write(r.join(d).join("cpuset.mems"), "0\n").unwrap();
         }
         fill_cpuset(r, &r.join("a/b")).unwrap();
         assert_eq!(read(&r.join("a/b/cpuset.cpus")).unwrap(), "1\n");
         assert_eq!(read(&r.join("a/b/cpuset.mems")).unwrap(), "0\n");
+        // Every empty level down from the root takes the root's.
+        fill_cpuset(r, &r.join("x/y/z")).unwrap();
+        for d in ["x", "x/y", "x/y/z"] {
+            assert_eq!(read(&r.join(d).join("cpuset.cpus")).unwrap(), "0-1\n");
+        }
     }
 }

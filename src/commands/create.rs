@@ -284,6 +284,7 @@ fn build(
         rootless: crate::linux::userns::rootless(),
         cgroup_tasks: join.tasks,
         clone_into: join.clone_into,
+        cgroup_mounts: join.mounts,
     };
     let mut parent = Parent {
         c,

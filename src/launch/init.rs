@@ -140,6 +140,8 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
             }),
         idmaps: &cfg.idmaps,
         sources: &[],
+        // The parent's view holds in a copy of its mount namespace, not in one joined.
+        cgroup_mounts: Some(cfg.cgroup_mounts.as_slice()).filter(|m| !m.is_empty() && new_mount_ns),
     };
     let mut ro_later = Vec::new();
     if cfg.ns.has_mount_ns {

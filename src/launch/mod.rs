@@ -58,6 +58,8 @@ pub struct InitConfig<'a> {
     /// pid to record, a user namespace's messages before it): else `Go` goes right after
     /// `proceeding`, and the init does not report RootfsReady and wait for the answer.
     pub rootfs_ready_handshake: bool,
+    /// The host's cgroup mounts, read by the parent (empty: the init reads mountinfo).
+    pub cgroup_mounts: Vec<crate::linux::mountinfo::Mount>,
 }
 
 /// `InitConfig::rootfs_ready_handshake`. The parent's other answers to requests of the init

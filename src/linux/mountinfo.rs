@@ -1,7 +1,7 @@
 //! The one parser of /proc/PID/mountinfo and /proc/PID/cgroup, for the rootfs (cgroup mounts,
 //! mount points) and for cgroups (the host's hierarchies, hako's own cgroup).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -35,7 +35,7 @@ pub fn parse(text: &str) -> Vec<Mount> {
 
 /// The calling process's mounts.
 pub fn read_own() -> Result<Vec<Mount>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
+    let text = read_small(Path::new("/proc/self/mountinfo")).context("/proc/self/mountinfo")?;
     Ok(parse(&text))
 }
 
@@ -91,8 +91,19 @@ pub fn parse_cgroups(text: &str) -> Vec<CgroupLine> {
 /// The cgroups of process `pid` ("self" for the caller).
 pub fn read_cgroups(pid: &str) -> Result<Vec<CgroupLine>> {
     let path = format!("/proc/{pid}/cgroup");
-    let text = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+    let text = read_small(Path::new(&path)).with_context(|| path.clone())?;
     Ok(parse_cgroups(&text))
+}
+
+/// A small kernel file (procfs, cgroupfs) in as few read(2)s as its size allows: std's
+/// read_to_string on a File stats it first (procfs reports size 0), then reads from 32 bytes
+/// up. Through `take` std has no size hint to ask for, and reads into the capacity given.
+pub fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut text = String::with_capacity(4096);
+    f.take(u64::MAX).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub struct RootfsOptions<'a> {
     pub idmaps: &'a [(usize, OwnedFd)],
     /// Bind sources the parent opened (O_PATH), by `mounts[]` index.
     pub sources: &'a [(usize, OwnedFd)],
+    /// The host's cgroup mounts as the parent read them (None: read mountinfo here).
+    pub cgroup_mounts: Option<&'a [Mount]>,
 }
 
 /// `linux.rootfsPropagation` as (the propagation of the runtime's / in the new mount namespace
@@ -333,9 +335,19 @@ fn mount_point_of(path: &Path) -> Result<PathBuf> {
         .unwrap_or_else(|| PathBuf::from("/")))
 }
 
-/// The host's cgroup hierarchies, with their controllers (the super options but rw/ro).
-fn host_hierarchies() -> Result<Vec<Mount>> {
-    let mut out = mountinfo::read_own()?;
+/// The host's cgroup hierarchies, with their controllers (the super options but rw/ro): those
+/// the parent read, else from mountinfo, where only the cgroup lines are parsed (a busy host
+/// has hundreds of others).
+fn host_hierarchies(given: Option<&[Mount]>) -> Result<Vec<Mount>> {
+    let mut out = match given {
+        Some(mounts) => mounts.to_vec(),
+        None => {
+            let path = Path::new("/proc/self/mountinfo");
+            let text = mountinfo::read_small(path).context("/proc/self/mountinfo")?;
+            let cgroup_lines = text.lines().filter(|l| l.contains(" - cgroup"));
+            cgroup_lines.flat_map(mountinfo::parse).collect()
+        }
+    };
     out.retain(|m| m.fstype == "cgroup" || m.fstype == "cgroup2");
     for m in &mut out {
         m.super_options = m
@@ -354,7 +366,7 @@ fn host_hierarchies() -> Result<Vec<Mount>> {
 fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<()> {
     let field = m.field();
     let rel = mounts::relative(&m.destination);
-    let hierarchies = host_hierarchies()?;
+    let hierarchies = host_hierarchies(opts.cgroup_mounts)?;
     let own = mountinfo::read_cgroups("self")?;
     let base = Path::new("/sys/fs/cgroup");
     let ro = m.flags & MsFlags::MS_RDONLY;
@@ -382,6 +394,18 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
         .with_context(|| format!("{field}: tmpfs for cgroup hierarchies"))?;
         Some(mounts::open_in_root(root, &rel).with_context(|| format!("{field}.destination"))?)
     };
+    // The mount_setattr attributes that give the tmpfs and its binds `flags | ro` (None: flags
+    // it cannot express; each bind is then remounted with them).
+    let plain = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
+    let setattr = ((flags - plain).is_empty() && top.is_some()).then(|| {
+        let ro = if ro.is_empty() {
+            0
+        } else {
+            mounts::MOUNT_ATTR_RDONLY
+        };
+        ro | mounts::MOUNT_ATTR_NOSUID | mounts::MOUNT_ATTR_NODEV | mounts::MOUNT_ATTR_NOEXEC
+    });
+    let mut in_tmpfs_bound: Vec<PathBuf> = Vec::new();
     for h in &hierarchies {
         let name = match h.mount_point.strip_prefix(base) {
             Ok(_) if unified_only => PathBuf::new(),
@@ -409,7 +433,8 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
             .with_context(|| format!("{field}: mount {} {}", h.fstype, name.display()))?;
         } else if let Some(path) = own_cgroup_in(&own, h) {
             // Without a cgroup namespace: the container's own cgroup, bound from the host, then
-            // remounted through a fresh fd (the first one names the directory under the bind).
+            // remounted through a fresh fd (the first one names the directory under the bind)
+            // — or, in the tmpfs, left for the one recursive mount_setattr below.
             let src = h.mount_point.join(path.strip_prefix("/").unwrap_or(&path));
             let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro;
             let bound = open_dest(true).and_then(|dest| {
@@ -421,6 +446,10 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
                     none(),
                 )?;
                 let bound = match in_tmpfs {
+                    Some(_) if setattr.is_some() => {
+                        in_tmpfs_bound.push(name.clone());
+                        return Ok(());
+                    }
                     Some(top) => open_under(top, &name, false)?,
                     None => mounts::open_in_root(root, &dest_rel)?,
                 };
@@ -428,6 +457,29 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, opts: &RootfsOptions) -> Result<(
                 Ok(())
             });
             bound.with_context(|| format!("{field}: bind {}", src.display()))?;
+        }
+    }
+    // The tmpfs and every bind in it made read-only (and nosuid, nodev, noexec) at once: one
+    // syscall instead of a remount per hierarchy. Where the kernel lacks mount_setattr (before
+    // 5.12), each bind is remounted on its own.
+    if let (Some(top), Some(attrs)) = (&top, setattr) {
+        match mounts::set_recursive_attrs(top, attrs, 0) {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::debug!("{field}: {e:#}: remounting each hierarchy instead"),
+        }
+        let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro;
+        for name in &in_tmpfs_bound {
+            open_under(top, name, false)
+                .and_then(|b| {
+                    Ok(mount(
+                        none(),
+                        &mounts::fd_path(&b),
+                        none(),
+                        remount,
+                        none(),
+                    )?)
+                })
+                .with_context(|| format!("{field}: remount {} read-only", name.display()))?;
         }
     }
     if let Some(top) = top.filter(|_| !ro.is_empty()) {

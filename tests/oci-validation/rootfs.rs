@@ -219,6 +219,30 @@ fn cgroup_mount_shows_the_containers_own_cgroup_read_only() {
     assert_eq!(stdout(&out), "67108864\n2\nread-only\n", "{}", stderr(&out));
 }
 
+/// Every mount of the container's cgroup tree (the tmpfs and each hierarchy in it) is read-only,
+/// nosuid, nodev and noexec, however the runtime set those flags.
+#[test]
+fn every_cgroup_mount_is_read_only_nosuid_nodev_noexec() {
+    let env = Env::new();
+    let out = env.run_sh(
+        "awk '$5 ~ \"^/sys/fs/cgroup\" { n++; if ($6 ~ /^ro,nosuid,nodev,noexec(,|$)/) ok++ } \
+         END { print n, ok }' /proc/self/mountinfo; \
+         mkdir /sys/fs/cgroup/x 2>/dev/null && echo writable || echo read-only",
+        |_| {},
+    );
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let counts: Vec<u32> = (lines.next().unwrap_or_default().split(' '))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        counts.len() == 2 && counts[0] >= 2 && counts[0] == counts[1],
+        "mounts under /sys/fs/cgroup, and how many are ro,nosuid,nodev,noexec: {text:?} {}",
+        stderr(&out)
+    );
+    assert_eq!(lines.next(), Some("read-only"));
+}
+
 /// With a cgroup namespace each v1 hierarchy is a fresh cgroup mount under the tmpfs, rooted at
 /// the container's own cgroup: its limit is at the top, and every hierarchy the host has is there.
 #[test]
