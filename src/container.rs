@@ -372,9 +372,10 @@ pub fn stat_of(pid: i32) -> Option<(u64, bool)> {
     let mut buf = [0u8; 1024];
     let n =
         std::io::Read::read(&mut File::open(format!("/proc/{pid}/stat")).ok()?, &mut buf).ok()?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
+    // The command name (field 2) is the process's to set: any bytes, spaces, parentheses, not
+    // UTF-8 (which must not make a live process look gone). Parsed after the last ')'.
+    let close = buf[..n].iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&buf[close + 1..n]).ok()?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let state = fields.first()?;
     let start = fields.get(19)?.parse().ok()?;
