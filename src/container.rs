@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -206,24 +206,37 @@ impl Container {
     pub fn load(root: &Path, id: &str) -> Result<Container> {
         validate_id(id)?;
         let dir = root.join(id);
-        let opened = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(&dir);
-        let f = match opened {
-            Ok(f) => f,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                bail!("container {id:?} does not exist")
+        // The directory may be removed while this waits for its lock, and another container
+        // made under the id: the lock held must be that of the directory the id names now.
+        for _ in 0..3 {
+            let opened = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(&dir);
+            let f = match opened {
+                Ok(f) => f,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                    bail!("container {id:?} does not exist")
+                }
+                Err(e) => return Err(e).with_context(|| format!("{}", dir.display())),
+            };
+            let lock = lock(f, &dir)?;
+            let same =
+                |a: &fs::Metadata, b: &fs::Metadata| (a.dev(), a.ino()) == (b.dev(), b.ino());
+            if !lock
+                .metadata()
+                .is_ok_and(|l| fs::metadata(&dir).is_ok_and(|d| same(&l, &d)))
+            {
+                continue;
             }
-            Err(e) => return Err(e).with_context(|| format!("{}", dir.display())),
-        };
-        let lock = lock(f, &dir)?;
-        let record = read_record(&dir, id)?;
-        Ok(Container {
-            dir,
-            record,
-            _lock: Some(lock),
-        })
+            let record = read_record(&dir, id)?;
+            return Ok(Container {
+                dir,
+                record,
+                _lock: Some(lock),
+            });
+        }
+        bail!("container {id:?}: made again and again while waiting for its lock")
     }
 
     /// Opens an existing container without locking (for state, list).
