@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -206,24 +206,37 @@ impl Container {
     pub fn load(root: &Path, id: &str) -> Result<Container> {
         validate_id(id)?;
         let dir = root.join(id);
-        let opened = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(&dir);
-        let f = match opened {
-            Ok(f) => f,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                bail!("container {id:?} does not exist")
+        // The directory may be removed while this waits for its lock, and another container
+        // made under the id: the lock held must be that of the directory the id names now.
+        for _ in 0..3 {
+            let opened = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(&dir);
+            let f = match opened {
+                Ok(f) => f,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                    bail!("container {id:?} does not exist")
+                }
+                Err(e) => return Err(e).with_context(|| format!("{}", dir.display())),
+            };
+            let lock = lock(f, &dir)?;
+            let same =
+                |a: &fs::Metadata, b: &fs::Metadata| (a.dev(), a.ino()) == (b.dev(), b.ino());
+            if !lock
+                .metadata()
+                .is_ok_and(|l| fs::metadata(&dir).is_ok_and(|d| same(&l, &d)))
+            {
+                continue;
             }
-            Err(e) => return Err(e).with_context(|| format!("{}", dir.display())),
-        };
-        let lock = lock(f, &dir)?;
-        let record = read_record(&dir, id)?;
-        Ok(Container {
-            dir,
-            record,
-            _lock: Some(lock),
-        })
+            let record = read_record(&dir, id)?;
+            return Ok(Container {
+                dir,
+                record,
+                _lock: Some(lock),
+            });
+        }
+        bail!("container {id:?}: made again and again while waiting for its lock")
     }
 
     /// Opens an existing container without locking (for state, list).
@@ -372,9 +385,10 @@ pub fn stat_of(pid: i32) -> Option<(u64, bool)> {
     let mut buf = [0u8; 1024];
     let n =
         std::io::Read::read(&mut File::open(format!("/proc/{pid}/stat")).ok()?, &mut buf).ok()?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
+    // The command name (field 2) is the process's to set: any bytes, spaces, parentheses, not
+    // UTF-8 (which must not make a live process look gone). Parsed after the last ')'.
+    let close = buf[..n].iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&buf[close + 1..n]).ok()?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let state = fields.first()?;
     let start = fields.get(19)?.parse().ok()?;

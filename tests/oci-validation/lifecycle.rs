@@ -476,3 +476,82 @@ fn usage_errors_exit_1() {
         );
     }
 }
+
+/// A `delete` that waited for a container's lock while that container was removed and another
+/// made under its id (a second delete, then a restart: delete and create again) must take the
+/// new one's lock before touching it, never act on a container another hako is working on.
+#[test]
+fn a_delete_that_waited_for_a_removed_container_takes_the_new_ones_lock() {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::process::Stdio;
+    let env = Env::new();
+    let id = unique_id("relock");
+    let paths = [unique_id("hako-relock"), unique_id("hako-relock")];
+    let bundle = |path: &str| {
+        env.bundle(|c| {
+            c["process"]["args"] = json!(["sleep", "1000"]);
+            c["linux"]["cgroupsPath"] = json!(format!("/{path}"));
+        })
+    };
+    let (first, second) = (bundle(&paths[0]), bundle(&paths[1]));
+    let lock = |d: &std::path::Path| {
+        let f = std::fs::File::open(d).unwrap();
+        Flock::lock(f, FlockArg::LockExclusive).unwrap()
+    };
+    assert!(env
+        .hako(&["create", "-b", first.path(), &id])
+        .status
+        .success());
+    let first_pid = env.state(&id)["pid"].as_i64().unwrap();
+    let dir = env.root.join(&id);
+    let old = lock(&dir);
+    let mut waiting = env
+        .command(&["delete", "--force", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let waited = waiting.try_wait().unwrap().is_none();
+    // The first container's directory goes (moved aside, for the cleanup) and a second
+    // container is made under the id, then held busy (its lock taken, as by its create).
+    let aside = env.dir.path().join("aside");
+    std::fs::rename(&dir, &aside).unwrap();
+    let made = env.hako(&["create", "-b", second.path(), &id]);
+    let busy = lock(&dir);
+    drop(old);
+    std::thread::sleep(Duration::from_millis(300));
+    let meanwhile = waiting.try_wait().unwrap();
+    let state = env.hako(&["state", &id]);
+    drop(busy);
+    let deleted = waiting.wait_with_output().unwrap();
+    let after = env.hako(&["state", &id]);
+
+    // Cleanup: the first container back under its id and deleted; its process and cgroup
+    // removed by hand should its record be gone.
+    let _ = env.hako(&["delete", "--force", &id]);
+    let _ = std::fs::rename(&aside, &dir);
+    if !env.hako(&["delete", "--force", &id]).status.success() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(first_pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let _ = std::fs::remove_dir(ctrl.path().join(&paths[0]));
+        }
+    }
+
+    assert!(waited, "delete did not wait for the lock");
+    assert!(made.status.success(), "create: {}", stderr(&made));
+    assert!(
+        meanwhile.is_none(),
+        "delete went on without the new container's lock"
+    );
+    assert!(state.status.success(), "{}", stderr(&state));
+    assert!(stdout(&state).contains("\"created\""), "{}", stdout(&state));
+    // Once free, the id's container is the one deleted.
+    assert!(deleted.status.success(), "delete: {}", stderr(&deleted));
+    assert_error(&after, "does not exist");
+}

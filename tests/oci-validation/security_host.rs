@@ -507,3 +507,46 @@ fn a_cgroup_with_cgroups_below_it_is_not_taken() {
         );
     }
 }
+
+/// The container's pid 1 renames itself to a name that is not UTF-8 (its comm, in
+/// /proc/PID/stat): hako must still see it alive, so that `delete` without --force refuses
+/// and `delete --force` kills it, leaving neither a process nor a cgroup behind.
+#[test]
+fn a_container_renaming_itself_is_still_seen_alive() {
+    if !v1_host() {
+        return;
+    }
+    let env = Env::new();
+    let path = format!("/{}", unique_id("hako-comm"));
+    let b = env.bundle(|c| {
+        let script = r"printf '\377)' > /proc/self/comm; while :; do sleep 1; done";
+        c["process"]["args"] = json!(["sh", "-c", script]);
+        c["linux"]["cgroupsPath"] = json!(path);
+    });
+    let id = unique_id("comm");
+    assert!(env.hako(&["create", "-b", b.path(), &id]).status.success());
+    assert!(env.hako(&["start", &id]).status.success());
+    let renamed = eventually(|| {
+        procs(&path)
+            .iter()
+            .any(|p| std::fs::read(format!("/proc/{p}/comm")).is_ok_and(|c| c == b"\xff)\n"))
+    });
+    let status = env.status(&id);
+    let plain = env.hako(&["delete", &id]);
+    let forced = env.hako(&["delete", "--force", &id]);
+    let left = procs(&path);
+    // Whatever went wrong, nothing of the test stays on the host.
+    reap(&path);
+    for dir in cgroup_dirs_named(&path[1..]) {
+        let _ = std::fs::remove_dir(dir);
+    }
+    assert!(renamed, "the container did not rename itself");
+    assert_eq!(status, "running");
+    assert_error(&plain, "not stopped");
+    assert!(
+        forced.status.success(),
+        "delete --force: {}",
+        stderr(&forced)
+    );
+    assert_eq!(left, Vec::<i32>::new(), "processes outlived delete --force");
+}
