@@ -7,6 +7,12 @@ fn main() {
     println!("cargo:rerun-if-changed={}", list.display());
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
     let target = std::env::var("TARGET").unwrap_or_default();
+    // hack/hot-functions.sh asks for the link map of the build it probes (the same flags, so the
+    // same mangled names as the shipped binary; a map is made even when the binary is stripped).
+    println!("cargo:rerun-if-env-changed=HAKO_LINK_MAP");
+    if let Ok(map) = std::env::var("HAKO_LINK_MAP") {
+        println!("cargo:rustc-link-arg-bins=-Wl,-Map={map},--no-demangle");
+    }
     if release && target == "x86_64-unknown-linux-gnu" && list.exists() {
         let abs = std::fs::canonicalize(list).expect("hack/hot-functions.txt");
         println!(

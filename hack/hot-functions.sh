@@ -22,15 +22,13 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 tracefs=/sys/kernel/tracing
 [ -e "$tracefs/uprobe_events" ] || mount -t tracefs nodev "$tracefs"
 
-# The same code and flags as the shipped binary, with its symbol table (its own target dir;
-# HOT_BIN=path takes an unstripped release binary built already).
-bin=${HOT_BIN:-}
-if [ -z "$bin" ]; then
-  CARGO_PROFILE_RELEASE_STRIP=false \
-    RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
-    cargo build --release --quiet --target "$triple" --target-dir target/hot-functions
-  bin=$PWD/target/hot-functions/$triple/release/hako
-fi
+# The shipped binary itself (same flags and profile, so the same mangled names; its own target
+# dir), with the linker's map of it: addresses and names of every function, stripped or not.
+map=$PWD/target/hot-functions/hako.map
+HAKO_LINK_MAP=$map \
+  RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
+  cargo build --release --quiet --target "$triple" --target-dir target/hot-functions
+bin=$PWD/target/hot-functions/$triple/release/hako
 
 work=$(mktemp -d /tmp/hako-hot.XXXXXX)
 group=hakohot$$
@@ -47,20 +45,24 @@ cleanup() {
 trap cleanup EXIT
 mount -t tmpfs -o mode=0700 hako-hot "$work"
 
-# Functions: text symbols with a size, one probe per address (aliases share it). A uprobe is
-# placed at a file offset: the executable segment's vaddr-to-offset shift.
+# Functions: the symbols of the map's executable output sections, one probe per address
+# (aliases share it). A uprobe is placed at a file offset: the executable segment's shift.
+# lld's map: output section names at column 50, input sections at 58, symbols at 66.
 read -r seg_off seg_vaddr < <(readelf -lW "$bin" | awk '$1 == "LOAD" && $(NF-1) == "E" { print $2, $3 }')
-nm --defined-only -S "$bin" | awk -v so=$((seg_off)) -v sv=$((seg_vaddr)) -v g="$group" \
+awk -v so=$((seg_off)) -v sv=$((seg_vaddr)) -v g="$group" -v bin="$bin" \
   -v ev="$work/events" -v rm="$work/remove" -v names="$work/names" '
-  $3 ~ /^[tTwWi]$/ && strtonum("0x" $2) > 0 {
+  NR == 1 { next }
+  substr($0, 50, 1) != " " { exec = ($5 == ".text" || $5 == ".init" || $5 == ".fini"); next }
+  !exec || substr($0, 66, 1) == " " || substr($0, 58, 1) != " " { next }
+  {
     a = strtonum("0x" $1)
     if (!(a in id)) {
       id[a] = ++n
       printf "p:%s/f%d %s:0x%x\n", g, n, bin, a - sv + so > ev
       printf "-:%s/f%d\n", g, n > rm
     }
-    printf "f%d %s %d\n", id[a], $4, a > names
-  }' bin="$bin"
+    printf "f%d %s %d\n", id[a], $5, a > names
+  }' "$map"
 # One write per probe: one the kernel refuses (an instruction it cannot probe) is left out.
 while read -r line; do echo "$line" 2>/dev/null || true; done <"$work/events" >>"$tracefs/uprobe_events"
 echo 1 >"$tracefs/events/$group/enable"
