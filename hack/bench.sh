@@ -30,6 +30,7 @@ fi
 # The release binary as shipped: static glibc (static-pie), no dynamic loader at each start.
 # crt-static only with --target, so build scripts and proc-macros stay dynamic. Packed relative
 # relocations (DT_RELR, glibc 2.36): 3.5 KB to read at each start instead of 283 KB of .rela.dyn.
+# build.rs adds the hot-function layout (hack/hot-functions.txt) to every release link.
 triple=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" cargo build --release --quiet --target "$triple"
 hako=$PWD/target/$triple/release/hako
