@@ -13,11 +13,30 @@ fn main() {
     if let Ok(map) = std::env::var("HAKO_LINK_MAP") {
         println!("cargo:rustc-link-arg-bins=-Wl,-Map={map},--no-demangle");
     }
-    if release && target == "x86_64-unknown-linux-gnu" && list.exists() {
+    if release && target == "x86_64-unknown-linux-gnu" && list.exists() && links_with_lld() {
         let abs = std::fs::canonicalize(list).expect("hack/hot-functions.txt");
         println!(
             "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={},--no-warn-symbol-ordering",
             abs.display()
         );
     }
+}
+
+/// Whether rustc links x86_64 Linux binaries with its own lld by default (Rust 1.90 and later):
+/// GNU ld does not know --symbol-ordering-file, and the build must not fail where it is used.
+fn links_with_lld() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(out) = std::process::Command::new(rustc).arg("-V").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "rustc 1.95.0 (...)"
+    let mut parts = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .split('.')
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (1, 90)
 }
