@@ -209,3 +209,38 @@ fn bind_sources_only_host_root_can_reach_work_in_a_user_namespace() {
         .collect();
     assert!(held.is_empty(), "the init holds {held:?}");
 }
+
+/// Each container has a fresh network namespace of its own, with only `lo`, which its /sys
+/// shows too (sysfs is mounted from within it).
+#[test]
+fn each_container_gets_a_fresh_network_namespace_of_its_own() {
+    let env = Env::new();
+    let b = env.bundle(|c| {
+        c["process"]["args"] = json!(["sleep", "100"]);
+    });
+    let mut seen = vec![host_ns("net")];
+    for n in 0..2 {
+        let id = unique_id(&format!("netns{n}"));
+        let out = env.hako(&["run", "-d", "-b", b.path(), &id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let pid = env.state(&id)["pid"].as_i64().unwrap();
+        let net = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+        let net = net.to_string_lossy().into_owned();
+        assert!(!seen.contains(&net), "{net} is the host's or the other's");
+        seen.push(net);
+        let out = env.hako(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "cat /proc/net/dev; ls /sys/class/net",
+        ]);
+        let text = stdout(&out);
+        let devs: Vec<&str> = text
+            .lines()
+            .skip(2)
+            .map(|l| l.split(':').next().unwrap_or("").trim())
+            .collect();
+        assert_eq!(devs, ["lo", "lo"], "{text}");
+    }
+}
