@@ -25,6 +25,11 @@ pub struct Bundle {
 
 /// Parses a config from text; errors carry the JSON path of the offending field.
 pub fn parse_config(text: &str, origin: &str) -> Result<Spec> {
+    // The plain parse first: tracking the path costs an allocation per key, and only an error
+    // needs it, so a config that does not parse is parsed again for the path of its error.
+    if let Ok(spec) = serde_json::from_str(text) {
+        return Ok(spec);
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
