@@ -6,15 +6,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_ROOT: &str = "/run/hako";
 
-/// The subcommands that put a process into a container, so keep hako's binary out of its reach
-/// (linux/exeseal).
+/// The subcommands that put a process into a container, so run from hako's sealed copy.
 const SEALED: [&str; 3] = ["create", "run", "exec"];
 
-/// Whether these arguments may name a command that must protect hako's binary, decided before
-/// clap parses them (a re-exec from the sealed view comes first). Clap takes a subcommand only as a whole
+/// Whether these arguments may name a command that runs from hako's sealed copy, decided
+/// before clap parses them (the re-exec comes first). Clap takes a subcommand only as a whole
 /// argument spelled exactly (these three have no alias, and abbreviations are off), so any
 /// argument equal to one of the names counts: never a miss, and a false hit (an id called
-/// `run`) only costs an exec stub.
+/// `run`) only costs a re-exec.
 pub fn may_seal(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     args.any(|a| SEALED.iter().any(|s| a == *s))
 }

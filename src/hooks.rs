@@ -103,17 +103,7 @@ pub type DefaultEnv<'a> = Option<&'a [String]>;
 /// Runs the hooks of `kind` in order; the first failure stops the rest and is returned, naming
 /// the hook.
 pub fn run_all(spec: &Spec, kind: Kind, state: &str, env: DefaultEnv) -> Result<()> {
-    let hooks = of(spec, kind);
-    // Executed inside the container, where /proc/self/exe must not be the host's binary: only
-    // from hako's sealed view (linux/exeseal: create re-executes from it for these hooks).
-    let inside = matches!(kind, Kind::CreateContainer | Kind::StartContainer);
-    if inside && !hooks.is_empty() && !crate::linux::exeseal::is_sealed_process() {
-        anyhow::bail!(
-            "internal error: {} hooks without hako's sealed view (exeseal)",
-            kind.name()
-        );
-    }
-    for (i, hook) in hooks.iter().enumerate() {
+    for (i, hook) in of(spec, kind).iter().enumerate() {
         run(hook, state, env).with_context(|| describe(kind, i, hook))?;
     }
     Ok(())

@@ -19,14 +19,14 @@ use cli::{Cli, Command, Global};
 fn main() {
     let t0 = trace::now_ns();
     no_error_backtraces();
-    // Commands that put a process into a container keep hako's binary out of its reach, first
-    // thing (single-threaded, nothing opened yet, before the arguments are parsed): see
-    // linux/exeseal.
+    // Commands that put a process into a container run from a sealed copy of hako, first thing
+    // (single-threaded, nothing opened yet, before the arguments are parsed): see
+    // linux/exeseal.rs.
     if cli::may_seal(std::env::args_os().skip(1)) {
         if std::env::args_os().any(|a| a == "--trace") {
             trace::carry_start(t0);
         }
-        if let Err(e) = linux::exeseal::protect() {
+        if let Err(e) = linux::exeseal::ensure_sealed() {
             eprintln!("hako: {e:#}");
             std::process::exit(1);
         }
@@ -43,8 +43,8 @@ fn main() {
     );
     // `may_seal` decided from the raw arguments; should it ever miss, refuse rather than run a
     // container from the writable host binary.
-    if sealed && !linux::exeseal::is_protected() {
-        eprintln!("hako: internal error: neither an exec stub nor a sealed copy of hako (exeseal)");
+    if sealed && !linux::exeseal::is_sealed_process() {
+        eprintln!("hako: internal error: not running from a sealed copy of hako (exeseal)");
         std::process::exit(1);
     }
     let to_stderr = match logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
@@ -54,10 +54,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    trace::phase(if linux::exeseal::is_sealed_process() {
+    trace::phase(if sealed {
         "hako started, re-executed from its sealed copy, logging set up"
-    } else if sealed {
-        "hako started, exec stub made, logging set up"
     } else {
         "hako started, logging set up"
     });

@@ -52,14 +52,6 @@ pub fn carry_start(t0: u64) {
     }
 }
 
-/// Before a re-exec from the sealed view decided after the arguments were parsed: the
-/// re-executed hako goes on from this process's start time.
-pub fn carry_start_across_reexec() {
-    if let Some(t) = TRACER.get() {
-        std::env::set_var(T0_VAR, t.t0.to_string());
-    }
-}
-
 /// Called once from main after the arguments are parsed; turns tracing on when --trace is
 /// given. `t0` is when this process started main; a process re-executed from the sealed copy
 /// takes its first image's instead. The variable is removed either way (hooks may inherit

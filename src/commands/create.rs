@@ -40,7 +40,6 @@ pub fn create(g: &Global, args: &CreateArgs, own_console: Option<OwnedFd>) -> Re
     );
     let fds = passed_fds(args.preserve_fds, listen_fds, nr_open)?;
     let b = bundle::load(&args.bundle)?;
-    crate::linux::exeseal::seal_if_needed(crate::linux::exeseal::needs_sealed_view(&b.spec, true))?;
     trace::phase("config.json loaded and checked");
     lsm::check(&b.spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
     let ns = namespaces::plan(b.spec.linux().as_ref())?;

@@ -52,7 +52,6 @@ pub fn run(g: &Global, args: &ExecArgs) -> Result<i32> {
     };
     let process = exec_process(spec.process().as_ref(), args, text.as_deref())?;
     spec.set_process(Some(process.clone()));
-    crate::linux::exeseal::seal_if_needed(crate::linux::exeseal::needs_sealed_view(&spec, false))?;
     lsm::check(&spec, lsm::apparmor_enabled(), lsm::selinux_enabled())?;
     let plan = plan::process(
         &process,

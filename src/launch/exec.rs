@@ -133,7 +133,6 @@ fn run(cfg: &ExecConfig, chan: &Channel) -> Result<Failed> {
     let proc = ProcFs::open()?;
     let mut keep: Vec<RawFd> = super::preserved(cfg.preserve_fds);
     keep.extend([chan.raw_fd(), proc.raw_fd()]);
-    keep.extend(crate::linux::exeseal::stub_fd());
     keep.extend(cfg.console_socket.as_ref().map(|s| s.as_raw_fd()));
     keep.extend(cfg.joins.iter().map(|(fd, _)| fd.as_raw_fd()));
     fds::close_all_except(&keep);

@@ -69,7 +69,6 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
     // Close what the caller left open, but stdio, the preserved fds and the handshake's own.
     let mut keep: Vec<RawFd> = super::preserved(cfg.preserve_fds);
     keep.extend([chan.raw_fd(), cfg.exec_fifo.as_raw_fd(), proc.raw_fd()]);
-    keep.extend(crate::linux::exeseal::stub_fd());
     keep.extend(cfg.console_socket.as_ref().map(|s| s.as_raw_fd()));
     keep.extend(cfg.joins.iter().map(|(fd, _)| fd.as_raw_fd()));
     keep.extend(cfg.idmaps.iter().map(|(_, fd)| fd.as_raw_fd()));

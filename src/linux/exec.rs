@@ -107,14 +107,13 @@ pub fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString
 }
 
 /// Prepared execve arguments, built before the last steps: errors are reported before
-/// `created`, and `exec` itself allocates nothing and makes no syscall but the exec, since the
+/// `created`, and `exec` itself allocates nothing and makes no syscall but execve(2), since the
 /// seccomp filter is already in place when it runs.
 pub struct Program {
     path: CString,
     // The pointer arrays point into these strings, whose heap buffers never move.
     _args: Vec<CString>,
     _env: Vec<CString>,
-    /// The path, then the program's argv: the exec stub's argv (linux/exeseal/stub.rs).
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
 }
@@ -130,54 +129,22 @@ pub fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
 
 impl Program {
     pub fn new(path: &Path, args: &[String], env: &[String]) -> Result<Program> {
-        let path = CString::new(path.as_os_str().as_bytes()).context("program path")?;
         let args = cstrings(args.iter().map(|s| s.as_bytes()))?;
         let env = cstrings(env.iter().map(|s| s.as_bytes()))?;
-        let mut argv = vec![path.as_ptr()];
-        argv.extend(pointers(&args));
         Ok(Program {
-            path,
-            argv,
+            path: CString::new(path.as_os_str().as_bytes()).context("program path")?,
+            argv: pointers(&args),
             envp: pointers(&env),
             _args: args,
             _env: env,
         })
     }
 
-    /// Replaces this process; returns only on failure. Through the exec stub when there is
-    /// one, directly when this process runs from hako's sealed view; never from the host's
-    /// binary (linux/exeseal).
+    /// Replaces this process; returns only on failure.
     pub fn exec(&self) -> anyhow::Error {
-        if let Some(stub) = super::exeseal::stub_fd() {
-            // SAFETY: argv and envp are null-terminated arrays of pointers to NUL-terminated
-            // strings owned by self, alive for the call; the path is the empty C string.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_execveat,
-                    stub,
-                    c"".as_ptr(),
-                    self.argv.as_ptr(),
-                    self.envp.as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                )
-            };
-            let e = nix::errno::Errno::last();
-            return anyhow::anyhow!(
-                "exec {:?} through hako's exec stub (execveat): {e}",
-                self.path
-            );
-        }
-        if !super::exeseal::is_sealed_process() {
-            return anyhow::anyhow!("internal error: no exec stub and no sealed copy of hako");
-        }
-        // SAFETY: as above; argv[1..] is the program's own null-terminated argv.
-        unsafe {
-            libc::execve(
-                self.path.as_ptr(),
-                self.argv[1..].as_ptr(),
-                self.envp.as_ptr(),
-            )
-        };
+        // SAFETY: path is NUL-terminated; argv and envp are null-terminated arrays of pointers
+        // to NUL-terminated strings owned by self, alive for the call.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
         let e = nix::errno::Errno::last();
         anyhow::anyhow!("exec {:?}: {e}", self.path)
     }

@@ -1,18 +1,12 @@
 //! The host binary is never reachable from a container (CVE-2019-5736). The container's init is
 //! a clone of hako, so until execve its /proc/self/exe is hako's binary: a container that
 //! executes /proc/self/exe (directly, as a script interpreter or as an ELF interpreter) runs
-//! hako with its own loader and could reopen the file for writing. Two ways keep it out:
-//!
-//! - The exec stub (stub.rs, the usual way): every process hako starts in a container executes
-//!   a tiny sealed memfd program, which executes the program; at the program's execve,
-//!   /proc/self/exe is that sealed stub. Until then the process is non-dumpable (its
-//!   /proc/PID/exe closed to the container) and runs nothing the container controls.
-//! - The sealed view: hako re-executes itself from its binary's directory in a detached
-//!   overlayfs with no upper layer (read-only by construction, nothing copied), or where
-//!   overlayfs cannot be mounted, from a sealed memfd copy (several ms). Then every exec it
-//!   makes is safe, including the container-side hooks', which the stub does not cover, and the
-//!   exec needs no execveat and no executable memfd. Used when the stub cannot do it
-//!   (`needs_sealed_view`) or cannot be made here.
+//! hako with its own loader and could reopen the file for writing. So every command that puts a
+//! process into a container first re-executes itself from a sealed view of its binary: the file
+//! behind /proc/self/exe is then immutable, never the host's writable file. The view is the
+//! binary's directory in a detached overlayfs with no upper layer (read-only by construction,
+//! nothing copied: about 0.2 ms); where overlayfs cannot be mounted, a sealed memfd copy
+//! (writes fail with EPERM; it costs a copy of the binary, several ms).
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,11 +14,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{Context, Result};
 use nix::fcntl::FdFlag;
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, Spec};
 
 use super::exec::{cstrings, pointers};
-
-mod stub;
 
 /// Set for the re-executed process, which then checks that it really runs from a sealed view.
 /// Its value lists the view's mount fds, passed across the re-exec (see `release_mounts`).
@@ -95,106 +86,11 @@ fn is_read_only_overlay(f: &File) -> bool {
         && sfs.f_flags & libc::ST_RDONLY as libc::c_long != 0
 }
 
-/// Called first thing (main, single-threaded, nothing opened yet) by every command that puts a
-/// process into a container. A process re-executed from the sealed view takes it; any other
-/// makes the exec stub, or where it cannot (not x86_64, executable memfds refused by
-/// vm.memfd_noexec), re-executes itself from the sealed view (and does not return).
-pub fn protect() -> Result<()> {
-    if std::env::var_os(MARK).is_none() {
-        if let Ok(fd) = exec_stub() {
-            let _ = STUB.set(fd);
-            return Ok(());
-        }
-    }
-    ensure_sealed()
-}
-
-/// Once the config is read: re-executes hako from its sealed view (does not return) when the
-/// stub is not enough for it (`needs_sealed_view`) and this process does not run from it yet.
-/// Nothing may have been made yet: the re-executed hako starts the command over.
-pub fn seal_if_needed(why: Option<&str>) -> Result<()> {
-    match why {
-        Some(why) if !is_sealed_process() => {
-            tracing::debug!("re-executing from the sealed view of hako's binary: {why}");
-            crate::trace::carry_start_across_reexec();
-            ensure_sealed()
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Why the exec stub cannot stand in for the sealed view for this container (`hooks`: the
-/// command runs its container-side hooks), or None.
-pub fn needs_sealed_view(spec: &Spec, hooks: bool) -> Option<&'static str> {
-    let h = spec.hooks().as_ref();
-    let container_hooks = h.is_some_and(|h| {
-        h.create_container().as_ref().is_some_and(|v| !v.is_empty())
-            || h.start_container().as_ref().is_some_and(|v| !v.is_empty())
-    });
-    let process = spec.process().as_ref();
-    if hooks && container_hooks {
-        Some("createContainer or startContainer hooks are executed inside the container")
-    } else if process.is_some_and(|p| p.apparmor_profile().is_some() || p.selinux_label().is_some())
-    {
-        Some("an AppArmor profile or SELinux label applies at the stub's execve")
-    } else if !spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .is_none_or(allows_execveat)
-    {
-        Some("the seccomp profile may not allow execveat, which starts the stub")
-    } else {
-        None
-    }
-}
-
-/// Whether a seccomp profile lets every execveat(2) through: by default with no rule naming
-/// it otherwise, or by an unconditional rule with no other rule naming it.
-fn allows_execveat(seccomp: &LinuxSeccomp) -> bool {
-    let rules: Vec<_> = seccomp
-        .syscalls()
-        .iter()
-        .flatten()
-        .filter(|r| r.names().iter().any(|n| n == "execveat"))
-        .collect();
-    let allow = |a: LinuxSeccompAction| a == LinuxSeccompAction::ScmpActAllow;
-    let all_allow = rules.iter().all(|r| allow(r.action()));
-    let unconditional = rules
-        .iter()
-        .any(|r| r.args().as_ref().is_none_or(|a| a.is_empty()));
-    all_allow && (allow(seccomp.default_action()) || unconditional)
-}
-
-/// The exec stub, when this process has one (`protect`).
-static STUB: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
-
-/// The exec stub's fd (close-on-exec), to keep open in the init and exec's child and to
-/// execveat: None when this process runs from the sealed view instead.
-pub fn stub_fd() -> Option<std::os::fd::RawFd> {
-    STUB.get().map(|fd| fd.as_raw_fd())
-}
-
-/// Whether a process this one starts in a container is safe to execve: through the stub, or
-/// because this process runs from the sealed view.
-pub fn is_protected() -> bool {
-    is_sealed_process() || STUB.get().is_some()
-}
-
-/// The exec stub in a sealed memfd.
-fn exec_stub() -> Result<OwnedFd> {
-    let image = stub::image().context("no exec stub for this architecture")?;
-    let mut file = sealable_memfd(c"hako-exec-stub")?;
-    std::io::Write::write_all(&mut file, &image).context("write the exec stub")?;
-    seal(&file)?;
-    Ok(file.into())
-}
-
 /// Returns when this process runs from a sealed view of its binary; otherwise makes one and
 /// re-executes itself from it with the same arguments and environment (does not return on
 /// success). Must run before any other thread exists and before fds that must not survive are
 /// open.
-fn ensure_sealed() -> Result<()> {
+pub fn ensure_sealed() -> Result<()> {
     ensure_sealed_now()?;
     SEALED.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(())
@@ -203,7 +99,8 @@ fn ensure_sealed() -> Result<()> {
 /// Set once `ensure_sealed` has returned: this process runs from a sealed view or copy.
 static SEALED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether this process runs from the sealed view (or copy) of hako's binary.
+/// Whether `ensure_sealed` has returned in this process (main checks it for every command
+/// that puts a process into a container, whatever decided to seal).
 pub fn is_sealed_process() -> bool {
     SEALED.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -291,17 +188,9 @@ fn sealed_view() -> Result<(OwnedFd, Vec<OwnedFd>)> {
 
 /// A memfd holding the bytes of `exe`, sealed against every change.
 fn sealed_copy(exe: &mut File) -> Result<OwnedFd> {
-    let mut copy = sealable_memfd(c"hako")?;
-    std::io::copy(exe, &mut copy).context("copy hako into its sealed memfd")?;
-    seal(&copy)?;
-    Ok(copy.into())
-}
-
-/// A new memfd meant to be executed once sealed.
-fn sealable_memfd(name: &std::ffi::CStr) -> Result<File> {
+    let name = c"hako";
     let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // MFD_EXEC (Linux 6.3) says the memfd is meant to be executed; older kernels refuse the
-    // flag; vm.memfd_noexec=2 refuses it with EACCES (then so would execve).
+    // MFD_EXEC (Linux 6.3) says the copy is meant to be executed; older kernels refuse the flag.
     // SAFETY: name is NUL-terminated; memfd_create returns a new fd or -1.
     let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | libc::MFD_EXEC) };
     if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
@@ -310,97 +199,22 @@ fn sealable_memfd(name: &std::ffi::CStr) -> Result<File> {
     }
     if fd < 0 {
         return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("memfd_create {name:?}"));
+            .context("memfd_create for a sealed copy of hako");
     }
     // SAFETY: fresh fd from memfd_create.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
-/// Seals `f` against every change of its content or size.
-fn seal(f: &File) -> Result<()> {
+    let mut copy = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    std::io::copy(exe, &mut copy).context("copy hako into its sealed memfd")?;
     // SAFETY: F_ADD_SEALS takes an int of seal bits.
-    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("seal a memfd");
+    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("seal hako's memfd copy");
     }
-    Ok(())
+    Ok(copy.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Seek, Write};
-
-    fn spec(json: serde_json::Value) -> Spec {
-        serde_json::from_value(json).unwrap()
-    }
-
-    #[test]
-    fn the_stub_is_enough_for_a_plain_container() {
-        let plain = spec(serde_json::json!({
-            "ociVersion": "1.3.0",
-            "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
-            "hooks": {"prestart": [{"path": "/bin/true"}], "poststop": [{"path": "/bin/true"}]},
-            "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
-                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}}
-        }));
-        assert_eq!(needs_sealed_view(&plain, true), None);
-    }
-
-    #[test]
-    fn hooks_inside_the_container_and_lsm_labels_need_the_sealed_view() {
-        for kind in ["createContainer", "startContainer"] {
-            let s = spec(serde_json::json!({
-                "ociVersion": "1.3.0",
-                "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
-                "hooks": {kind: [{"path": "/bin/true"}]}
-            }));
-            assert!(needs_sealed_view(&s, true).is_some(), "{kind}");
-            // exec runs no hooks.
-            assert_eq!(needs_sealed_view(&s, false), None, "{kind}");
-        }
-        for (key, value) in [("apparmorProfile", "p"), ("selinuxLabel", "l")] {
-            let s = spec(serde_json::json!({
-                "ociVersion": "1.3.0",
-                "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, key: value}
-            }));
-            assert!(needs_sealed_view(&s, false).is_some(), "{key}");
-        }
-    }
-
-    #[test]
-    fn a_seccomp_profile_must_plainly_allow_execveat() {
-        let with = |seccomp: serde_json::Value| {
-            let s = spec(serde_json::json!({
-                "ociVersion": "1.3.0",
-                "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
-                "linux": {"seccomp": seccomp}
-            }));
-            needs_sealed_view(&s, false).is_none()
-        };
-        let rule = |action: &str, args: serde_json::Value| serde_json::json!({"names": ["execve", "execveat"], "action": action, "args": args});
-        let allow_list = |rules: Vec<serde_json::Value>| serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": rules});
-        let deny_list = |rules: Vec<serde_json::Value>| serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules});
-        assert!(with(deny_list(vec![])));
-        assert!(with(allow_list(vec![rule(
-            "SCMP_ACT_ALLOW",
-            serde_json::json!([])
-        )])));
-        assert!(!with(allow_list(vec![])));
-        assert!(!with(deny_list(vec![rule(
-            "SCMP_ACT_ERRNO",
-            serde_json::json!([])
-        )])));
-        assert!(!with(deny_list(vec![rule(
-            "SCMP_ACT_KILL",
-            serde_json::json!([])
-        )])));
-        let conditional = serde_json::json!([{"index": 4, "value": 0, "op": "SCMP_CMP_EQ"}]);
-        assert!(!with(allow_list(vec![rule("SCMP_ACT_ALLOW", conditional)])));
-        assert!(!with(allow_list(vec![
-            rule("SCMP_ACT_ALLOW", serde_json::json!([])),
-            rule("SCMP_ACT_ERRNO", serde_json::json!([]))
-        ])));
-    }
 
     #[test]
     fn view_is_read_only_overlay() {
