@@ -329,7 +329,10 @@ mod tests {
     fn each_subcommand_help_starts_with_its_about() {
         use clap::CommandFactory;
         for sc in Cli::command().get_subcommands() {
-            let about = sc.get_about().expect("every subcommand has an about").to_string();
+            let about = sc
+                .get_about()
+                .expect("every subcommand has an about")
+                .to_string();
             let help = Cli::try_parse_from(["hako", sc.get_name(), "--help"])
                 .unwrap_err()
                 .to_string();
