@@ -13,6 +13,12 @@ fn main() {
     if let Ok(map) = std::env::var("HAKO_LINK_MAP") {
         println!("cargo:rustc-link-arg-bins=-Wl,-Map={map},--no-demangle");
     }
+    // The sealed re-exec at the entry point, before glibc starts (linux/exeseal_entry.rs).
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if arch == "x86_64" && os == "linux" {
+        println!("cargo:rustc-link-arg-bin=hako=-Wl,--entry=hako_entry");
+    }
     if release && target == "x86_64-unknown-linux-gnu" && list.exists() && links_with_lld() {
         let abs = std::fs::canonicalize(list).expect("hack/hot-functions.txt");
         println!(

@@ -12,6 +12,8 @@ missing=()
 [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v ps >/dev/null || missing+=(procps)
+# strace: one test checks which system calls hako's first image makes.
+command -v strace >/dev/null || missing+=(strace)
 # cc -static: the kill --all exploit test builds its fork loop.
 compgen -G '/usr/lib/*/libc.a' >/dev/null && command -v cc >/dev/null || missing+=(gcc libc6-dev)
 if [ ${#missing[@]} -gt 0 ]; then

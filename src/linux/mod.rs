@@ -5,6 +5,8 @@ pub mod console;
 pub mod devices;
 pub mod exec;
 pub mod exeseal;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod exeseal_entry;
 pub mod fds;
 pub mod idmap;
 pub mod lsm;

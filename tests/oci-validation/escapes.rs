@@ -79,8 +79,14 @@ struct ExeAttack {
 }
 
 fn exe_attack(env: &Env, args: Value) -> ExeAttack {
+    exe_attack_in(env, args, "")
+}
+
+/// `exe_attack` with the victim in the subdirectory `sub` of the env's directory.
+fn exe_attack_in(env: &Env, args: Value, sub: &str) -> ExeAttack {
     let dir = env.dir.path();
-    let victim = dir.join("hako-under-attack");
+    std::fs::create_dir_all(dir.join(sub)).unwrap();
+    let victim = dir.join(sub).join("hako-under-attack");
     std::fs::copy(hako_bin(), &victim).unwrap();
     let before = sha256(&victim);
     let out_dir = dir.join("out");
@@ -158,6 +164,63 @@ fn host_binary_cannot_be_overwritten_through_proc_self_exe() {
     let out = victim_runs(&env, &a, &["run", "-d", "-b", a.bundle.path(), &id]);
     assert!(out.status.success(), "run -d: {}", stderr(&out));
     check_exe_attack(&a);
+}
+
+/// The same attack on a hako whose directory overlayfs cannot take as a layer (a ':' in its
+/// path): the seal at the entry point leaves it to main, which seals with a memfd copy.
+#[test]
+fn host_binary_cannot_be_overwritten_when_its_directory_cannot_be_a_layer() {
+    let env = Env::new();
+    let a = exe_attack_in(&env, json!(["/sh"]), "not:a:layer");
+    let id = unique_id("exe-memfd");
+    let out = victim_runs(&env, &a, &["run", "-d", "-b", a.bundle.path(), &id]);
+    assert!(out.status.success(), "run -d: {}", stderr(&out));
+    check_exe_attack(&a);
+    let seen = std::fs::read_to_string(a.out_dir.join("exe")).unwrap();
+    assert!(seen.starts_with("/memfd:"), "{seen}");
+}
+
+/// `run`'s first process seals and re-executes at hako's entry point, before the C library and
+/// Rust's runtime start (linux/exeseal_entry.rs): its first image makes none of their system
+/// calls (Rust's stdio check and signal setup: poll, rt_sigaction, sigaltstack), only the
+/// seal's.
+#[test]
+fn the_seal_is_made_at_the_entry_point() {
+    let env = Env::new();
+    let bundle = env.bundle(|c| c["process"]["args"] = json!(["true"]));
+    let log = env.dir.path().join("strace.log");
+    let id = unique_id("entry");
+    let out = Command::new("strace")
+        .arg("-o")
+        .arg(&log)
+        .args([
+            "-e",
+            "trace=poll,rt_sigaction,sigaltstack,fsopen,fsmount,execve,execveat",
+        ])
+        .arg(hako_bin())
+        .arg("--root")
+        .arg(&env.root)
+        .args(["run", "-b", bundle.path(), &id])
+        .output()
+        .expect("strace (apt-get install strace)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = log
+        .lines()
+        .map(|l| l.split('(').next().unwrap_or(""))
+        .collect();
+    let first_image: Vec<&str> = calls
+        .iter()
+        .skip(1)
+        .take_while(|c| **c != "execveat")
+        .copied()
+        .collect();
+    assert_eq!(calls.first(), Some(&"execve"), "{log}");
+    assert_eq!(
+        first_image,
+        ["fsopen", "fsmount", "fsopen", "fsmount"],
+        "the first image did more than seal: {log}"
+    );
 }
 
 /// The same attack through `exec -d`: the exec'd process executes /proc/self/exe of the hako
