@@ -466,14 +466,23 @@ impl Cgroup {
 
     /// Applies a container's `linux.resources` at create: checked against the host, the device
     /// rules first, then key by key so an error names its key.
-    pub fn apply(&self, r: &LinuxResources) -> Result<()> {
+    /// The device rules, the first part of applying `linux.resources`: before the init may make
+    /// its device nodes, since v1 rules begin with "deny all" and a mknod at that moment fails.
+    /// None when rootless (its devices are bound from the host).
+    pub fn apply_device_rules(&self, r: &LinuxResources) -> Result<()> {
+        if self.rootless {
+            return Ok(());
+        }
+        self.apply_devices(r)
+    }
+
+    /// The rest of `linux.resources` (after `apply_device_rules`): the limits, written while the
+    /// init makes its mounts.
+    pub fn apply_limits(&self, r: &LinuxResources) -> Result<()> {
         let needs = host::needs(r, self.host.unified)?;
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
         if self.rootless && !self.host.unified {
             return self.apply_rootless_v1(r);
-        }
-        if !self.rootless {
-            self.apply_devices(r)?;
         }
         self.apply_live(r)?;
         self.apply_parts([

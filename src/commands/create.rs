@@ -332,17 +332,21 @@ impl Handshake for Parent<'_> {
             cgroup.add_task(pid)?;
             trace::phase("init moved into its cgroup by the parent");
         }
+        // Before the init goes on to make its device nodes: v1 rules begin with "deny all", and
+        // a mknod racing their writes failed with EPERM (seen under load). Even without
+        // linux.resources the device rules apply (deny all but the defaults).
+        cgroup.apply_device_rules(&linux_resources(self.spec))?;
+        trace::phase("cgroup device rules applied");
         Ok(())
     }
 
     fn proceeding(&mut self, pid: i32) -> Result<()> {
-        // The limits and device rules are written while the init makes its mounts (on another
-        // core), not before it may start them: nothing the container controls runs before
-        // `rootfs_ready` (the hooks) and `Go`, and runc too sets them after the rootfs is made.
-        // Even without linux.resources the device rules apply (deny all but the defaults).
+        // The limits are written while the init makes its mounts (on another core), not before
+        // it may start them: nothing the container controls runs before `rootfs_ready` (the
+        // hooks) and `Go`, and runc too sets them after the rootfs is made.
         if let Some(cgroup) = self.cgroup {
-            cgroup.apply(&linux_resources(self.spec))?;
-            trace::phase("cgroup resources applied (device rules, limits)");
+            cgroup.apply_limits(&linux_resources(self.spec))?;
+            trace::phase("cgroup limits applied");
         }
         // Recorded while the init works (a save is ~1 ms of journaled writes on a disk-backed
         // root), so that `delete --force` finds it after a crash: until `created` the init

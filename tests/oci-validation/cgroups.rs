@@ -187,6 +187,26 @@ fn device_rules_apply_in_order_after_a_deny_all_and_before_the_defaults() {
     assert!(!lines.contains(&"a *:* rwm"), "{list}");
 }
 
+/// On v1 the rules begin with "deny all" and the defaults come after the config's: with 2000
+/// rules in between, an init that made its device nodes while the parent still wrote them
+/// failed with "mknod /dev/null: EPERM". The rules are written before the init goes on.
+#[test]
+fn device_nodes_are_made_after_every_device_rule_is_written() {
+    if !v1_host() {
+        return;
+    }
+    let env = Env::new();
+    let rules: Vec<_> = (0..2000)
+        .map(|i| json!({"allow": true, "type": "c", "major": 4000 + i, "minor": 0, "access": "r"}))
+        .collect();
+    for _ in 0..3 {
+        let out = env.run_sh("echo ok > /dev/null && echo null-ok", |c| {
+            c["linux"]["resources"]["devices"] = json!(rules);
+        });
+        assert_eq!(stdout(&out), "null-ok\n", "{}", stderr(&out));
+    }
+}
+
 #[test]
 fn device_rule_allows_the_device() {
     let env = Env::new();
