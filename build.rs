@@ -13,10 +13,14 @@ fn main() {
     if let Ok(map) = std::env::var("HAKO_LINK_MAP") {
         println!("cargo:rustc-link-arg-bins=-Wl,-Map={map},--no-demangle");
     }
-    // The sealed re-exec at the entry point, before glibc starts (linux/exeseal_entry.rs).
+    // The sealed re-exec at the entry point, before glibc starts (linux/exeseal_entry.rs): not
+    // in a static build without optimisation, which would run unrelocated calls there.
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if arch == "x86_64" && os == "linux" {
+    let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    let static_unoptimised = features.split(',').any(|f| f == "crt-static")
+        && std::env::var("OPT_LEVEL").is_ok_and(|o| o == "0");
+    if arch == "x86_64" && os == "linux" && !static_unoptimised {
         println!("cargo:rustc-link-arg-bin=hako=-Wl,--entry=hako_entry");
     }
     if release && target == "x86_64-unknown-linux-gnu" && list.exists() && links_with_lld() {

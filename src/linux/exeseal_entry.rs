@@ -7,16 +7,19 @@
 //! VM). The first of the two starts does nothing that needs libc: at the entry point, this file
 //! makes the same view as `exeseal::sealed_view` with raw syscalls and re-executes from it, marked
 //! as `ensure_sealed` expects. Anything unusual (no create/run/exec among the arguments, already
-//! marked, a path overlayfs cannot take, any failed syscall, an environment too large for the
-//! buffers here) returns to glibc's `_start` with the registers the kernel gave, and main seals
-//! as before, with its memfd fallback and its errors.
+//! marked, a closed stdio fd, a path overlayfs cannot take, any failed syscall, an environment
+//! too large for the buffers here) returns to glibc's `_start` with the registers the kernel
+//! gave, and main seals as before, with its memfd fallback and its errors.
 //!
 //! This code runs before relocations are applied (static-pie) and before TLS exists: it only
 //! reads the initial stack and string literals (PC-relative), writes its own stack, makes no
 //! call outside this file and no copy or comparison the compiler could turn into a call to libc's
 //! memcpy, memset or bcmp (those are IFUNCs, resolved only by glibc's start): every byte goes
-//! through `read_volatile`/`write_volatile`. build.rs makes `hako_entry` the entry point of the
-//! x86_64 Linux binary only.
+//! through `read_volatile`/`write_volatile`. That holds for optimised code: build.rs makes
+//! `hako_entry` the entry point of the x86_64 Linux binary only, and not for a static build
+//! without optimisation (whose unoptimised copies and calls go through the GOT and libc's
+//! memcpy; a dynamic build is relocated by ld.so before the entry point, so the debug build
+//! the tests use runs this code).
 
 // The unit tests' binary runs none of it but the helpers' tests.
 #![cfg_attr(test, allow(dead_code))]
@@ -49,6 +52,8 @@ global_asm!(
 );
 
 const SYS_CLOSE: usize = libc::SYS_close as usize;
+const SYS_FCNTL: usize = libc::SYS_fcntl as usize;
+const F_GETFD: usize = libc::F_GETFD as usize;
 const SYS_OPENAT: usize = libc::SYS_openat as usize;
 const SYS_READLINK: usize = libc::SYS_readlink as usize;
 const SYS_CLOCK_GETTIME: usize = libc::SYS_clock_gettime as usize;
@@ -197,7 +202,7 @@ unsafe extern "C" fn seal_at_entry(sp: *const usize) {
             }
             envc += 1;
         }
-        if !wanted || envc + 3 > MAX_ENV {
+        if !wanted || envc + 3 > MAX_ENV || !stdio_open() {
             return;
         }
         let mut t0 = [0u64; 2];
@@ -220,6 +225,21 @@ unsafe extern "C" fn seal_at_entry(sp: *const usize) {
         if fds[1] >= 0 {
             syscall(SYS_CLOSE, fds[1] as usize, 0, 0, 0, 0);
         }
+    }
+}
+
+/// Whether fds 0, 1 and 2 are open. With one closed, the view's mounts would take its number
+/// and the container would inherit them as its stdio; main seals instead, once Rust's runtime
+/// has put /dev/null there.
+///
+/// # Safety
+/// Raw fcntl(F_GETFD) calls, which only read a flag.
+unsafe fn stdio_open() -> bool {
+    // SAFETY: F_GETFD on any number is harmless; EBADF says it is closed.
+    unsafe {
+        syscall(SYS_FCNTL, 0, F_GETFD, 0, 0, 0) >= 0
+            && syscall(SYS_FCNTL, 1, F_GETFD, 0, 0, 0) >= 0
+            && syscall(SYS_FCNTL, 2, F_GETFD, 0, 0, 0) >= 0
     }
 }
 

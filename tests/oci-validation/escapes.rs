@@ -223,6 +223,38 @@ fn the_seal_is_made_at_the_entry_point() {
     );
 }
 
+/// A caller with stdio closed: the seal's mounts would take fds 0-2 at the entry point and reach
+/// the container as its stdio (a directory of the host's, outside its root); the seal is left to
+/// main then, once Rust's runtime has put /dev/null there (found by an attacker's review).
+#[test]
+fn closed_stdio_is_not_filled_with_the_seal_mounts() {
+    let env = Env::new();
+    let out_dir = env.dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let bundle = env.bundle(|c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "for f in 0 1 2; do test -c /proc/self/fd/$f && echo char >&3 || echo other >&3; \
+             done 3>/out/fds"
+        ]);
+        bind(c, &out_dir, "/out");
+    });
+    let id = unique_id("stdio");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec "$0" --root "$1" run -b "$2" "$3" <&- >&- 2>&-"#)
+        .arg(hako_bin())
+        .arg(&env.root)
+        .arg(bundle.path())
+        .arg(&id)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let fds = std::fs::read_to_string(out_dir.join("fds")).unwrap();
+    assert_eq!(fds, "char\nchar\nchar\n", "the container's fds 0-2");
+}
+
 /// The same attack through `exec -d`: the exec'd process executes /proc/self/exe of the hako
 /// process that made it.
 #[test]

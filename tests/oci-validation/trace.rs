@@ -42,11 +42,19 @@ fn trace_of_run_adds_up_to_the_wall_time() {
         c["hooks"] = json!({"createRuntime": [{"path": "/bin/true"}],
                             "poststop": [{"path": "/bin/true"}]});
     });
-    // The kernel's exec and the loader before main, and the exit, are outside the trace; under
-    // the rest of the suite they can be delayed, so the closest of up to twenty runs is compared
-    // (eight were not always enough with two release builds running beside the suite).
+    // The kernel's exec of hako and the dynamic loader before the entry point, and the exit
+    // after the last line, are outside the trace: with this debug build about 2 ms (an 88 MB
+    // binary and three shared libraries), 20% of a run on some machines. That share is taken
+    // out of the wall time as the quickest `hako --version` (exec, loader, glibc's start, clap,
+    // exit: a little more than the trace misses); the phases must cover 90% of the rest. Under
+    // the rest of the suite each can be delayed: the closest of up to twenty tries counts.
+    let mut outside = f64::MAX;
     let mut best: Option<(f64, f64, String)> = None;
     for _ in 0..20 {
+        let began = Instant::now();
+        let version = env.command(&["--version"]).output().unwrap();
+        assert!(version.status.success());
+        outside = outside.min(began.elapsed().as_secs_f64() * 1000.0);
         let id = unique_id("trace");
         let began = Instant::now();
         let out = env
@@ -96,14 +104,18 @@ fn trace_of_run_adds_up_to_the_wall_time() {
                 "no phase {needle:?} in:\n{err}"
             );
         }
-        if best.as_ref().is_some_and(|(t, w, _)| *t >= 0.9 * w) {
+        if best
+            .as_ref()
+            .is_some_and(|(t, w, _)| *t >= 0.9 * (w - outside))
+        {
             break;
         }
     }
     let (total, wall, err) = best.unwrap();
     assert!(
-        total >= 0.9 * wall,
-        "the phases add up to {total:.3} ms, the run took {wall:.3} ms:\n{err}"
+        total >= 0.9 * (wall - outside),
+        "the phases add up to {total:.3} ms, the run took {wall:.3} ms, of which {outside:.3} ms \
+         a process's start and exit:\n{err}"
     );
 }
 
