@@ -12,7 +12,11 @@
 #   par32     32 containers 8 at a time (xargs -P8 of `run`), each under a 20 s timeout: a
 #             failure or a hang fails the row
 #   exec      `exec` of /bin/true into a running container (sleep)
-# Needs: hyperfine, runc, busybox-static, a C compiler. RUNS (50), PAR_RUNS (10), RSS_RUNS (20).
+# Each row is measured in ROUNDS (3) rounds, every runtime once per round, and a runtime's figure
+# is the median of all its runs: this machine's speed drifts by a third within minutes, and a
+# runtime measured in one block while the machine was slow got a ratio it did not earn.
+# Needs: hyperfine, runc, busybox-static, a C compiler. RUNS (50), PAR_RUNS (10), RSS_RUNS (20),
+# each a total over the rounds.
 # BASELINE=/path/to/an/older/hako adds it to every row (before/after of a change).
 # ROWS="run cycle" measures only those rows.
 set -euo pipefail
@@ -34,7 +38,10 @@ fi
 triple=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" cargo build --release --quiet --target "$triple"
 hako=$PWD/target/$triple/release/hako
-runs=${RUNS:-50} par_runs=${PAR_RUNS:-10} rss_runs=${RSS_RUNS:-20}
+rounds=${ROUNDS:-3}
+per_round() { echo $(( ($1 + rounds - 1) / rounds )); }
+runs=$(per_round "${RUNS:-50}") par_runs=$(per_round "${PAR_RUNS:-10}")
+rss_runs=${RSS_RUNS:-20}
 rows=${ROWS:-run cycle rss par32 exec}
 work=$(mktemp -d /tmp/hako-bench.XXXXXX)
 # State directories and the bundle on a tmpfs, for every runtime alike: /run (runc's and hako's
@@ -95,8 +102,11 @@ row() {
     cmd=${cmd//NAME/${rt%%=*}}
     args+=(-n "${rt%%=*}" "${cmd//ROOT/$work/${rt%%=*}}")
   done
-  echo "== $name"
-  hyperfine --export-json "$work/$name.json" "$@" "${args[@]}"
+  local round
+  for round in $(seq "$rounds"); do
+    echo "== $name (round $round of $rounds)"
+    hyperfine --export-json "$work/$name.$round.json" "$@" "${args[@]}"
+  done
 }
 
 for r in $rows; do
@@ -109,8 +119,8 @@ for r in $rows; do
       --warmup 5 --runs "$runs" ;;
   rss)
     echo "== rss"
-    for rt in "${runtimes[@]}"; do
-      for _ in $(seq "$rss_runs"); do
+    for _ in $(seq "$rss_runs"); do
+      for rt in "${runtimes[@]}"; do
         /usr/bin/time -f %M -a -o "$work/rss.${rt%%=*}" "${rt#*=}" --root "$work/${rt%%=*}" run b \
           </dev/null >/dev/null
       done
@@ -135,7 +145,7 @@ if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then cgmode=unified
 elif [ -d /sys/fs/cgroup/unified ]; then cgmode=hybrid; fi
 echo
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), Linux $(uname -r), cgroup $cgmode"
-python3 - "$work" "$rows" "${runtimes[@]%%=*}" <<'PY'
+ROUNDS=$rounds python3 - "$work" "$rows" "${runtimes[@]%%=*}" <<'PY'
 import json, os, statistics, sys
 work, rows, names = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 labels = {"run": "`run`", "cycle": "create + start + delete", "rss": "peak RSS of `run`",
@@ -147,12 +157,17 @@ for r in rows:
                     for n in names}
         order.append(r)
     else:
-        res = json.load(open(f"{work}/{r}.json"))["results"]
-        # Medians: one stall of a shared machine moves a mean by tens of ms.
-        table[r] = {x["command"]: x["median"] * 1000 for x in res}
-        # CPU time (user + system of the whole process tree): steadier than wall time on a
-        # shared machine.
-        table[r + " cpu"] = {x["command"]: (x["user"] + x["system"]) * 1000 for x in res}
+        times, cpu = {}, {}
+        for i in range(1, int(os.environ["ROUNDS"]) + 1):
+            for x in json.load(open(f"{work}/{r}.{i}.json"))["results"]:
+                times.setdefault(x["command"], []).extend(x["times"])
+                cpu.setdefault(x["command"], []).append(x["user"] + x["system"])
+        # Medians of every run of every round: one stall of a shared machine moves a mean by
+        # tens of ms.
+        table[r] = {n: statistics.median(t) * 1000 for n, t in times.items()}
+        # CPU time (user + system of the whole process tree, mean of the rounds' means):
+        # steadier than wall time on a shared machine.
+        table[r + " cpu"] = {n: statistics.mean(c) * 1000 for n, c in cpu.items()}
         order += [r, r + " cpu"]
 cols = names + (["floor"] if "run" in rows else [])
 others = [n for n in cols if n != "runc"]
