@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// The environment variable that carries the start time across the sealed re-exec.
-const T0_VAR: &str = "_HAKO_TRACE_T0";
+pub const T0_VAR: &str = "_HAKO_TRACE_T0";
 /// Phases a child can record, and the bytes of each phase's name kept (8 per word).
 const SLOTS: usize = 128;
 const NAME_WORDS: usize = 7;

@@ -19,7 +19,7 @@ use super::exec::{cstrings, pointers};
 
 /// Set for the re-executed process, which then checks that it really runs from a sealed view.
 /// Its value lists the view's mount fds, passed across the re-exec (see `release_mounts`).
-const MARK: &str = "_HAKO_SEALED_EXE";
+pub(super) const MARK: &str = "_HAKO_SEALED_EXE";
 
 /// The sealed view's mounts, held open by the re-executed hako. Closing the last fd of a
 /// detached mount unmounts it and waits for an RCU grace period (1-3 ms measured here, on the

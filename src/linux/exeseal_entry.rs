@@ -27,6 +27,9 @@
 use core::arch::{asm, global_asm};
 use core::ptr::{read_volatile, write_volatile};
 
+use super::exeseal::MARK;
+use crate::trace::T0_VAR;
+
 // The unit tests' binary gets the same entry point (build.rs cannot tell it from hako's): it
 // starts as usual, whatever its arguments.
 #[cfg(test)]
@@ -175,6 +178,15 @@ unsafe fn starts_with(s: *const u8, prefix: &[u8], whole: bool) -> bool {
     !whole || unsafe { read_volatile(s.add(prefix.len())) } == 0
 }
 
+/// Whether the environment entry `s` sets the variable `name`.
+///
+/// # Safety
+/// `s` must point to a NUL-terminated string.
+unsafe fn is_variable(s: *const u8, name: &[u8]) -> bool {
+    // SAFETY: the byte after the name is read only when the string is that long.
+    unsafe { starts_with(s, name, false) && read_volatile(s.add(name.len())) == b'=' }
+}
+
 /// Called by `hako_entry` with the initial stack (argc, argv..., NULL, envp..., NULL). Returns
 /// when main is to start as usual; otherwise re-executes hako from its sealed view.
 ///
@@ -197,7 +209,7 @@ unsafe extern "C" fn seal_at_entry(sp: *const usize) {
         }
         let mut envc = 0;
         while !read_volatile(envp.add(envc)).is_null() {
-            if starts_with(read_volatile(envp.add(envc)), b"_HAKO_SEALED_EXE=", false) {
+            if is_variable(read_volatile(envp.add(envc)), MARK.as_bytes()) {
                 return;
             }
             envc += 1;
@@ -313,7 +325,8 @@ unsafe fn seal_and_exec(
         // The environment, then exeseal's mark (the view's mounts, held by the sealed hako
         // until its init is running) and trace's start time.
         let mut mark = Buf::<64>::new();
-        let ok = mark.push(b"_HAKO_SEALED_EXE=")
+        let ok = mark.push(MARK.as_bytes())
+            && mark.push(b"=")
             && mark.push_number(view as u64)
             && mark.push(b",")
             && mark.push_number(empty as u64);
@@ -321,7 +334,9 @@ unsafe fn seal_and_exec(
         let ok = ok
             && match t0 {
                 Some([s, ns]) => {
-                    start.push(b"_HAKO_TRACE_T0=") && start.push_number(s * 1_000_000_000 + ns)
+                    start.push(T0_VAR.as_bytes())
+                        && start.push(b"=")
+                        && start.push_number(s * 1_000_000_000 + ns)
                 }
                 None => true,
             };
@@ -422,5 +437,13 @@ mod tests {
         assert!(!check(c"", b"exec", true));
         assert!(check(c"_HAKO_SEALED_EXE=3,4", b"_HAKO_SEALED_EXE=", false));
         assert!(!check(c"_HAKO_SEALED", b"_HAKO_SEALED_EXE=", false));
+        let var = |s: &core::ffi::CStr| {
+            // SAFETY: a NUL-terminated string.
+            unsafe { is_variable(s.as_ptr().cast(), MARK.as_bytes()) }
+        };
+        assert!(var(c"_HAKO_SEALED_EXE=3,4"));
+        assert!(var(c"_HAKO_SEALED_EXE="));
+        assert!(!var(c"_HAKO_SEALED_EXE_X=1"));
+        assert!(!var(c"_HAKO_SEALED_EXE"));
     }
 }
