@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub const DEFAULT_ROOT: &str = "/run/hako";
 
 /// The subcommands that put a process into a container, so run from hako's sealed copy.
-const SEALED: [&str; 3] = ["create", "run", "exec"];
+pub const SEALED: [&str; 3] = ["create", "run", "exec"];
 
 /// Whether these arguments may name a command that runs from hako's sealed copy, decided
 /// before clap parses them (the re-exec comes first). Clap takes a subcommand only as a whole

@@ -464,11 +464,9 @@ impl Cgroup {
             .flatten()
     }
 
-    /// Applies a container's `linux.resources` at create: checked against the host, the device
-    /// rules first, then key by key so an error names its key.
-    /// The device rules, the first part of applying `linux.resources`: before the init may make
-    /// its device nodes, since v1 rules begin with "deny all" and a mknod at that moment fails.
-    /// None when rootless (its devices are bound from the host).
+    /// The device rules, the first part of applying a container's `linux.resources` at create:
+    /// before the init may make its device nodes, since v1 rules begin with "deny all" and a
+    /// mknod at that moment fails. None when rootless (its devices are bound from the host).
     pub fn apply_device_rules(&self, r: &LinuxResources) -> Result<()> {
         if self.rootless {
             return Ok(());
@@ -477,7 +475,8 @@ impl Cgroup {
     }
 
     /// The rest of `linux.resources` (after `apply_device_rules`): the limits, written while the
-    /// init makes its mounts.
+    /// init makes its mounts, checked against the host, then key by key so an error names its
+    /// key.
     pub fn apply_limits(&self, r: &LinuxResources) -> Result<()> {
         let needs = host::needs(r, self.host.unified)?;
         host::check(&needs, &self.host, |c| self.dir(c), Path::exists)?;
