@@ -18,6 +18,8 @@ pub fn may_seal(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     args.any(|a| SEALED.iter().any(|s| a == *s))
 }
 
+// The global flags go before the subcommand only, as runc's do: clap's `global = true` would
+// copy each into every subcommand it builds, half of the parse (0.1 ms at every start).
 #[derive(Parser, Debug)]
 #[command(
     name = "hako",
@@ -27,22 +29,22 @@ pub fn may_seal(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
 pub struct Cli {
     /// Directory for the containers' state (default: /run/hako; as non-root
     /// $XDG_RUNTIME_DIR/hako)
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub root: Option<PathBuf>,
     /// Log file (default: stderr)
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub log: Option<PathBuf>,
     /// Log format
-    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log debug messages
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
     /// Use the systemd cgroup driver
-    #[arg(long = "systemd-cgroup", global = true)]
+    #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
     /// Print the phases of create/start with their durations on stderr
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub trace: bool,
     /// Accepted for runc compatibility; hako is always root or rootless by its euid
     #[arg(long, hide = true)]
@@ -320,6 +322,19 @@ mod tests {
                 Cli::try_parse_from(["hako", abbrev, "x"]).is_err(),
                 "{abbrev}"
             );
+        }
+    }
+
+    /// runc's global flags precede the command; after it they are an error, as in runc.
+    #[test]
+    fn global_flags_go_before_the_subcommand() {
+        let cli = Cli::try_parse_from(["hako", "--root", "/r", "--debug", "--trace", "state", "c"])
+            .expect("flags before the subcommand");
+        assert_eq!(cli.root.as_deref(), Some(std::path::Path::new("/r")));
+        assert!(cli.debug && cli.trace);
+        for flag in ["--root=/r", "--debug", "--trace", "--systemd-cgroup", "--log=/l"] {
+            let err = Cli::try_parse_from(["hako", "state", flag, "c"]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{flag}");
         }
     }
 
