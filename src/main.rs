@@ -1,4 +1,6 @@
 //! hako: a low-level OCI container runtime with runc's command line.
+// glibc calls `main` below directly: Rust's own start-up is left out (see there).
+#![cfg_attr(not(test), no_main)]
 
 mod bundle;
 mod cgroups;
@@ -16,7 +18,23 @@ use clap::Parser as _;
 
 use cli::{Cli, Command, Global};
 
-fn main() {
+/// The C `main` that glibc's start calls. Rust's runtime start-up (std's `lang_start`) is
+/// skipped: it installs a stack-overflow handler, and for the main thread's guard page glibc
+/// reads /proc/self/maps, its rlimits and CPU affinity (~50 µs at every start, for a message
+/// on stack overflow, which is a plain SIGSEGV without it). What hako relies on of it is done
+/// here: no closed stdio, SIGPIPE ignored (the init resets it for the container). std's
+/// arguments and environment need none of it (glibc hands them over before `main`).
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    linux::fds::fill_closed_stdio();
+    // SAFETY: setting a disposition, before any thread or handler exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    hako_main()
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn hako_main() -> ! {
     let t0 = trace::now_ns();
     no_error_backtraces();
     // Commands that put a process into a container run from a sealed copy of hako, first thing
