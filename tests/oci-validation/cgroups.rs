@@ -207,6 +207,36 @@ fn device_nodes_are_made_after_every_device_rule_is_written() {
     }
 }
 
+/// The container's new network namespace (~90 KB of the kernel's memory here) is charged to
+/// its own memory cgroup, as runc's is, not to whoever ran hako: the same container with and
+/// without one differs by it. (clone(2) makes namespaces in the caller's context: charged to
+/// hako's cgroup, the two came out 4-8 KB apart.)
+#[test]
+fn a_new_network_namespace_is_charged_to_the_containers_memory_cgroup() {
+    if !v1_host() {
+        return;
+    }
+    let kmem = "memory.kmem.usage_in_bytes";
+    if !Path::new("/sys/fs/cgroup/memory").join(kmem).exists() {
+        eprintln!("skipped: no {kmem} on this kernel");
+        return;
+    }
+    let env = Env::new();
+    let charged = |with_netns: bool| {
+        let (_id, pid) = started(&env, "sleep 1000", |c| {
+            if !with_netns {
+                remove_namespace(c, "network");
+            }
+        });
+        cg_read(pid, "memory", kmem).parse::<i64>().unwrap()
+    };
+    let (with, without) = (charged(true), charged(false));
+    assert!(
+        with - without >= 48 << 10,
+        "kernel memory charged with a new netns {with}, without {without}"
+    );
+}
+
 #[test]
 fn device_rule_allows_the_device() {
     let env = Env::new();

@@ -85,7 +85,8 @@ fn trace_of_run_adds_up_to_the_wall_time() {
         // The whole lifecycle: namespaces, mounts, devices, cgroup, pivot_root, caps, hooks,
         // the wait for the program, and delete's steps.
         for needle in [
-            "init cloned (new namespaces: mnt uts ipc net pid)",
+            "init cloned (new namespaces: mnt uts ipc pid)",
+            "init: unshare net",
             "cgroup made, joined by the init",
             "init: mount /proc",
             "init: devices made in /dev",
