@@ -332,9 +332,19 @@ mod tests {
             .expect("flags before the subcommand");
         assert_eq!(cli.root.as_deref(), Some(std::path::Path::new("/r")));
         assert!(cli.debug && cli.trace);
-        for flag in ["--root=/r", "--debug", "--trace", "--systemd-cgroup", "--log=/l"] {
+        for flag in [
+            "--root=/r",
+            "--debug",
+            "--trace",
+            "--systemd-cgroup",
+            "--log=/l",
+        ] {
             let err = Cli::try_parse_from(["hako", "state", flag, "c"]).unwrap_err();
-            assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{flag}");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{flag}"
+            );
         }
     }
 

@@ -125,7 +125,7 @@ fn run(cfg: &ExecConfig, chan: &Channel) -> Result<Failed> {
         nix::unistd::write(fd, b"0").context("join the container's cgroup (v1 tasks)")?;
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
-    // SAFETY: restoring the default disposition (Rust's runtime ignores SIGPIPE; an ignored
+    // SAFETY: restoring the default disposition (hako ignores SIGPIPE, see main; an ignored
     // signal would stay ignored across execve).
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
     // The runtime's own /proc, checked before any namespace of the container is joined: every

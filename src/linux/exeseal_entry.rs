@@ -247,8 +247,8 @@ unsafe extern "C" fn seal_at_entry(sp: *const usize) {
 }
 
 /// Whether fds 0, 1 and 2 are open. With one closed, the view's mounts would take its number
-/// and the container would inherit them as its stdio; main seals instead, once Rust's runtime
-/// has put /dev/null there.
+/// and the container would inherit them as its stdio; main seals instead, once it has put
+/// /dev/null there (linux/fds.rs `fill_closed_stdio`).
 ///
 /// # Safety
 /// Raw fcntl(F_GETFD) calls, which only read a flag.
