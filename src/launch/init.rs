@@ -18,7 +18,7 @@ use super::InitConfig;
 use crate::container::Status;
 use crate::hooks::{self, Kind};
 use crate::linux::procfs::ProcFs;
-use crate::linux::{console, fds, namespaces, rootfs, sched, sysctl};
+use crate::linux::{console, fds, namespaces, netdev, rootfs, sched, sysctl};
 use crate::trace;
 
 /// The init's entry point; never returns.
@@ -107,6 +107,11 @@ fn run(cfg: &InitConfig, chan: &Channel) -> Result<std::convert::Infallible> {
             let ns = namespaces::flag_names(cfg.ns.unshare_flags);
             trace::phase(&format!("unshare {ns}"));
         }
+    }
+    // A new network namespace is always the init's (namespaces::plan): its loopback goes up.
+    if cfg.ns.unshare_flags.contains(CloneFlags::CLONE_NEWNET) {
+        netdev::loopback_up()?;
+        trace::phase("loopback up");
     }
     if !cfg.container.time_offsets.is_empty() {
         proc.write("self/timens_offsets", &cfg.container.time_offsets)

@@ -309,6 +309,22 @@ mod tests {
         assert!(p.has_pid_ns && p.has_user_ns && p.has_mount_ns);
     }
 
+    /// The init makes every new network namespace itself (it brings its loopback up after).
+    #[test]
+    fn a_new_network_namespace_is_always_unshared_by_the_init() {
+        let lists: [&[(LinuxNamespaceType, Option<&str>)]; 4] = [
+            &[(Network, None)],
+            &[(Network, None), (Pid, None), (User, None), (Mount, None)],
+            &[(Network, None), (Pid, Some("/proc/1/ns/pid"))],
+            &[(Network, Some("")), (Time, None)],
+        ];
+        for list in lists {
+            let p = plan(Some(&linux(list))).unwrap();
+            assert!(!p.clone_flags.contains(CloneFlags::CLONE_NEWNET), "{list:?}");
+            assert!(p.unshare_flags.contains(CloneFlags::CLONE_NEWNET), "{list:?}");
+        }
+    }
+
     #[test]
     fn a_join_moves_everything_to_unshare_and_forks_for_pid() {
         let p = plan(Some(&linux(&[

@@ -162,6 +162,40 @@ fn args_are_argv_and_env_is_exactly_the_list() {
     assert_eq!(read(&b.rootfs().join("container-env")), "[container][]\n");
 }
 
+/// Hooks start with no signal blocked, as runc's do, even from a foreground `run`, which blocks
+/// the signals it forwards to the container while it waits.
+#[test]
+fn hooks_start_with_no_signal_blocked() {
+    let env = Env::new();
+    let b = bundle(&env, |rootfs, c| {
+        let blocked = |kind: &str| {
+            sh(&format!(
+                "grep SigBlk /proc/self/status > {}",
+                rootfs.join(kind).display()
+            ))
+        };
+        c["hooks"] = json!({
+            "createRuntime": [blocked("createRuntime")],
+            "poststart": [blocked("poststart")],
+            "poststop": [blocked("poststop")],
+        });
+        c["process"]["args"] = json!(["true"]);
+    });
+    let id = unique_id("sigblk");
+    let out = output_via_files(
+        env.command(&["run", "-b", b.path(), &id])
+            .stdin(std::process::Stdio::null()),
+    );
+    ok(&out);
+    for kind in ["createRuntime", "poststart", "poststop"] {
+        assert_eq!(
+            read(&b.rootfs().join(kind)),
+            "SigBlk:\t0000000000000000\n",
+            "{kind}"
+        );
+    }
+}
+
 /// Live processes whose command line holds `token`.
 fn running_with(token: &str) -> Vec<String> {
     let mut found = Vec::new();

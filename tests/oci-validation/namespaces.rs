@@ -244,3 +244,31 @@ fn each_container_gets_a_fresh_network_namespace_of_its_own() {
         assert_eq!(devs, ["lo", "lo"], "{text}");
     }
 }
+
+/// A new network namespace's loopback is up, as runc and crun bring it up: a process that
+/// talks to 127.0.0.1 works without CAP_NET_ADMIN. (The kernel makes `lo` down.) In a user
+/// namespace too, whose init has the right over the namespace it made.
+#[test]
+fn the_loopback_of_a_new_network_namespace_is_up() {
+    let env = Env::new();
+    for userns in [false, true] {
+        let b = env.bundle(|c| {
+            // IFF_UP is 0x1, IFF_LOOPBACK 0x8; /sys is mounted after the netns is made.
+            c["process"]["args"] = json!(["cat", "/sys/class/net/lo/flags"]);
+            if userns {
+                set_namespace(c, "user", None);
+                c["linux"]["uidMappings"] =
+                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+                c["linux"]["gidMappings"] =
+                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            }
+        });
+        let id = unique_id("lo");
+        let out = output_via_files(
+            env.command(&["run", "-b", b.path(), &id])
+                .stdin(std::process::Stdio::null()),
+        );
+        assert!(out.status.success(), "userns {userns}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "0x9", "userns {userns}");
+    }
+}
