@@ -320,8 +320,14 @@ mod tests {
         ];
         for list in lists {
             let p = plan(Some(&linux(list))).unwrap();
-            assert!(!p.clone_flags.contains(CloneFlags::CLONE_NEWNET), "{list:?}");
-            assert!(p.unshare_flags.contains(CloneFlags::CLONE_NEWNET), "{list:?}");
+            assert!(
+                !p.clone_flags.contains(CloneFlags::CLONE_NEWNET),
+                "{list:?}"
+            );
+            assert!(
+                p.unshare_flags.contains(CloneFlags::CLONE_NEWNET),
+                "{list:?}"
+            );
         }
     }
 
