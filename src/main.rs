@@ -20,7 +20,7 @@ use cli::{Cli, Command, Global};
 
 /// The C `main` that glibc's start calls. Rust's runtime start-up (std's `lang_start`) is
 /// skipped: it installs a stack-overflow handler, and for the main thread's guard page glibc
-/// reads /proc/self/maps, its rlimits and CPU affinity (~50 µs at every start, for a message
+/// reads /proc/self/maps, its rlimits and CPU affinity (~0.1 ms at every start, for a message
 /// on stack overflow, which is a plain SIGSEGV without it). What hako relies on of it is done
 /// here: no closed stdio, SIGPIPE ignored (the init resets it for the container). std's
 /// arguments and environment need none of it (glibc hands them over before `main`).

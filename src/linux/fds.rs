@@ -58,6 +58,8 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork");
         if pid == 0 {
+            // SAFETY: closes and reopens this child's own stdio; readlink into a stack buffer
+            // of the length passed.
             let code = unsafe {
                 libc::close(0);
                 libc::close(2);
