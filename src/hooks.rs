@@ -147,6 +147,18 @@ pub fn run(hook: &Hook, state: &str, default_env: DefaultEnv) -> Result<()> {
         .stderr(Stdio::piped())
         // Its own process group, so a timeout kills what it started too.
         .process_group(0);
+    // With no signal blocked, as runc's hooks start: a foreground `run` blocks the ones it
+    // forwards to the container, and std's spawn keeps the caller's mask.
+    // SAFETY: between fork and exec only pthread_sigmask, which is async-signal-safe, on a set
+    // on the child's stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("run {}", hook.path().display()))?;
